@@ -1,0 +1,113 @@
+"""Build both extractors and the FeatureRecipe that describes them.
+
+    ex = build_extractors()                               # AVE recipe, cached weights
+    ex = build_extractors(random_weights=True, seed=0)    # untrained, for demos and tests
+    visual, audio, recipe = ex
+
+Weights by recipe: visual "ave" -> Keras VGG19 (`vgg19-keras`), "torchvision" -> torchvision
+VGG19 (`vgg19-torchvision`); audio -> the PyTorch VGGish port (`vggish`), else torchaudio's
+`vggish.pt` if only that is cached; "pca" also needs `vggish-pca`. Explicit files may be
+given instead (`visual_weights_file=`, `audio_weights_file=`, `pca_file=`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from model import weights
+from model.errors import UserError
+from model.extractors import vgg19, vggish
+from model.extractors.audio import AudioExtractor
+from model.extractors.runtime import RunOptions
+from model.extractors.visual import VisualExtractor
+from model.recipe import RANDOM_PREFIX, FeatureRecipe
+
+VISUAL_WEIGHTS = {"ave": "vgg19-keras", "torchvision": "vgg19-torchvision"}
+
+
+@dataclass(frozen=True)
+class Extractors:
+    visual: VisualExtractor
+    audio: AudioExtractor
+    recipe: FeatureRecipe
+
+    def __iter__(self) -> Iterator[object]:  # `visual, audio, recipe = build_extractors()`
+        return iter((self.visual, self.audio, self.recipe))
+
+
+def _find(names: list[str], directory: Path) -> Path | None:
+    for name in names:
+        path = directory / weights.REGISTRY[name].filename
+        if path.is_file():
+            return path
+    return None
+
+
+def build_extractors(weights_dir: str | Path | None = None, random_weights: bool = False,
+                     seed: int = 0, device: str = "cpu", frames_per_segment: int = 16,
+                     visual_preprocess: str = "ave", audio_postprocess: str = "ave",
+                     precision: str = "fp32", channels_last: bool = True,
+                     threads: int | None = None, batch_size: int = 16,
+                     visual_weights_file: str | Path | None = None,
+                     audio_weights_file: str | Path | None = None,
+                     pca_file: str | Path | None = None) -> Extractors:
+    """Both extractors + their recipe. Missing weights (and not random) -> one-line UserError."""
+    if visual_preprocess not in VISUAL_WEIGHTS:
+        raise UserError(f"unknown visual preprocessing {visual_preprocess!r}: use "
+                        f"{' or '.join(VISUAL_WEIGHTS)}")
+    if audio_postprocess not in vggish.POSTPROCESS:
+        raise UserError(f"unknown audio postprocess {audio_postprocess!r}: use one of "
+                        f"{', '.join(vggish.POSTPROCESS)}")
+    if frames_per_segment < 1:
+        raise UserError(f"frames per segment must be >= 1, got {frames_per_segment}")
+    opts = RunOptions(device=device, precision=precision, channels_last=channels_last,
+                      threads=threads, batch_size=batch_size)
+    vnet, anet, pca = vgg19.VGG19(), vggish.VGGish(), None
+    if random_weights:
+        vnet.init_random(seed)
+        anet.init_random(seed + 1)
+        vid = aid = f"{RANDOM_PREFIX}:seed={seed}"
+        if audio_postprocess == "pca":  # a seeded rotation, zero means
+            q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((128, 128)))
+            pca = (q, np.zeros(128))
+    else:
+        directory = weights.weights_dir(weights_dir)
+        wanted = {"visual": (visual_weights_file, [VISUAL_WEIGHTS[visual_preprocess]]),
+                  "audio": (audio_weights_file, ["vggish", "vggish-torchaudio"])}
+        if audio_postprocess == "pca":
+            wanted["pca"] = (pca_file, ["vggish-pca"])
+        paths: dict[str, Path] = {}
+        missing = []
+        for role, (given, names) in wanted.items():
+            if given is not None:
+                if not Path(given).is_file():
+                    raise UserError(f"{role} weights file {given} not found: check the path")
+                paths[role] = Path(given)
+            elif (found := _find(names, directory)) is not None:
+                paths[role] = found
+            else:
+                missing.append(weights.REGISTRY[names[0]])
+        if missing:
+            files = ", ".join(w.filename for w in missing)
+            urls = " ".join(w.url for w in missing)
+            raise UserError(
+                f"missing extractor weights {files} in {directory}: run `python -m model.weights "
+                f"fetch {' '.join(w.name for w in missing)} --weights-dir {directory}`, or "
+                f"download {urls} by hand into that folder (or pass --random-weights for "
+                f"untrained features)")
+        vnet.load_state_dict(vgg19.load_vgg19_weights(paths["visual"]))
+        anet.load_state_dict(vggish.load_vggish_weights(paths["audio"]))
+        vid, aid = weights.identity(paths["visual"]), weights.identity(paths["audio"])
+        if "pca" in paths:
+            pca = vggish.load_pca_params(paths["pca"])
+            aid = f"{aid}+pca:{weights.identity(paths['pca'])}"
+    recipe = FeatureRecipe(visual_weights=vid, visual_preprocess=visual_preprocess,
+                           frames_per_segment=frames_per_segment, audio_weights=aid,
+                           audio_postprocess=audio_postprocess, sample_rate=16000,
+                           image_size=vgg19.IMAGE_SIZE)
+    return Extractors(VisualExtractor(vnet, visual_preprocess, opts, vid),
+                      AudioExtractor(anet, audio_postprocess, pca, opts, aid), recipe)

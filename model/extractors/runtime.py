@@ -1,0 +1,67 @@
+"""Where and how the extractor networks run: device, precision, memory format, batching.
+
+    opts = RunOptions(device="cuda", precision="fp16", batch_size=64)
+    net = prepare(VGG19(), opts)
+    out = run_batched(net, x_float32, opts)  # numpy in, numpy float32 out
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from model.errors import UserError
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1", ...
+    precision: str = "fp32"  # "fp32", or autocast to "fp16" / "bf16"
+    channels_last: bool = True  # NHWC memory format for the convs (faster on CPU)
+    threads: int | None = None  # torch intra-op threads (process-wide); None leaves it alone
+    batch_size: int = 16  # images or audio examples per forward pass
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UserError(f"unknown precision {self.precision!r}: use one of "
+                            f"{sorted(PRECISIONS)}")
+        if self.batch_size < 1:
+            raise UserError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError(f"device {self.device} requested but this torch has no CUDA GPU: "
+                            f"use --device cpu")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise UserError(f"unknown device {self.device!r}: use cpu or cuda[:N]")
+
+
+def prepare(net: nn.Module, opts: RunOptions) -> nn.Module:
+    """Eval mode, on the device, NHWC if asked; sets the thread count if asked."""
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    net = net.eval().to(opts.device)
+    if opts.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    return net
+
+
+def run_batched(net: nn.Module, x: np.ndarray, opts: RunOptions) -> np.ndarray:
+    """Apply `net` to a float32 array (n, C, H, W) in batches; returns float32 numpy."""
+    outs = []
+    dtype = PRECISIONS[opts.precision]
+    device_type = "cuda" if opts.device.startswith("cuda") else "cpu"
+    with torch.inference_mode(), torch.autocast(device_type, dtype=dtype or torch.bfloat16,
+                                                enabled=dtype is not None):
+        for i in range(0, x.shape[0], opts.batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(x[i:i + opts.batch_size]))
+            xb = xb.to(opts.device, non_blocking=True)
+            if opts.channels_last and xb.ndim == 4:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            outs.append(net(xb).float().cpu().numpy())
+    if not outs:
+        return np.zeros((0,), np.float32)
+    return np.concatenate(outs)
