@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -330,29 +330,36 @@ def open_dataset(paths: AVEPaths, cache_limit_bytes: int = DEFAULT_CACHE_LIMIT) 
                    cache_limit_bytes=cache_limit_bytes, _audio=audio, _visual=visual)
 
 
-def _atomic_h5(path: Path, key: str, array: np.ndarray) -> None:
+def write_feature_file(path: str | Path, shape: tuple[int, ...], dtype: np.dtype | type,
+                       chunks: Iterator[np.ndarray] | Sequence[np.ndarray],
+                       key: str = FEATURE_KEY) -> None:
+    """Write an h5 dataset of `shape` from consecutive chunks along axis 0, atomically (a
+    temporary file renamed into place), so a large feature file never has to be in memory."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        f.create_dataset(key, data=array)
-    os.replace(tmp, path)
+    try:
+        with h5py.File(tmp, "w") as f:
+            ds = f.create_dataset(key, shape=shape, dtype=dtype)
+            row = 0
+            for chunk in chunks:
+                ds[row:row + len(chunk)] = chunk
+                row += len(chunk)
+            if row != shape[0]:
+                raise ValueError(f"{path}: got {row} rows, expected {shape[0]}")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def write_ave_dataset(out_dir: str | Path, audio: np.ndarray, visual: np.ndarray,
-                      labels: np.ndarray, splits: dict[str, Sequence[int] | np.ndarray],
-                      categories: Sequence[str], recipe: FeatureRecipe | None = None) -> AVEPaths:
-    """Write an AVE-format dataset: audio (N, 10, 128), visual (N, 10, 7, 7, 512) (float dtype
-    kept), labels (N, 10, C) one-hot with background last (stored float32), splits
-    {"train": idx, "val": idx, "test": idx}, categories = the C-1 event class names (no
-    background). Each file is written atomically. Returns the paths written."""
+def write_ave_metadata(out_dir: str | Path, labels: np.ndarray,
+                       splits: dict[str, Sequence[int] | np.ndarray], categories: Sequence[str],
+                       recipe: FeatureRecipe | None = None) -> None:
+    """Write labels.h5, the three order files, categories.txt and (if given) recipe.json."""
     out = Path(out_dir)
-    audio, visual, labels = np.asarray(audio), np.asarray(visual), np.asarray(labels)
+    labels = np.asarray(labels)
     n = len(labels)
     if labels.ndim != 3 or labels.shape[1] != SEGMENTS:
         raise ValueError(f"labels must be (N, {SEGMENTS}, C), got {labels.shape}")
-    if audio.shape != (n, SEGMENTS, AUDIO_DIM):
-        raise ValueError(f"audio must be ({n}, {SEGMENTS}, {AUDIO_DIM}), got {audio.shape}")
-    if visual.shape != (n, SEGMENTS, *VISUAL_SHAPE):
-        raise ValueError(f"visual must be ({n}, {SEGMENTS}, 7, 7, 512), got {visual.shape}")
     if len(categories) != labels.shape[2] - 1:
         raise ValueError(f"{len(categories)} categories for {labels.shape[2]} label classes; "
                          "give the event classes only (background is the last label class)")
@@ -365,16 +372,34 @@ def write_ave_dataset(out_dir: str | Path, audio: np.ndarray, visual: np.ndarray
         if order.ndim != 1 or ((order < 0) | (order >= n)).any():
             raise ValueError(f"split {k}: indices must be 1-D and in [0, {n})")
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_h5(out / "audio_feature.h5", FEATURE_KEY, audio)
-    _atomic_h5(out / "visual_feature.h5", FEATURE_KEY, visual)
-    _atomic_h5(out / "labels.h5", FEATURE_KEY, labels)
+    write_feature_file(out / "labels.h5", labels.shape, np.float32, [labels])
     for k, order in orders.items():
-        _atomic_h5(out / f"{k}_order.h5", ORDER_KEY, order)
+        write_feature_file(out / f"{k}_order.h5", order.shape, np.int64, [order], key=ORDER_KEY)
     (out / "categories.txt").write_text("".join(f"{c}\n" for c in categories))
     if recipe is not None:
         recipe.save(out / "recipe.json")
-    paths = AVEPaths.from_dir(out)
-    return paths if recipe is not None else replace(paths, recipe=None)
+    elif (out / "recipe.json").exists():
+        (out / "recipe.json").unlink()  # a stale recipe would describe other features
+
+
+def write_ave_dataset(out_dir: str | Path, audio: np.ndarray, visual: np.ndarray,
+                      labels: np.ndarray, splits: dict[str, Sequence[int] | np.ndarray],
+                      categories: Sequence[str], recipe: FeatureRecipe | None = None) -> AVEPaths:
+    """Write an AVE-format dataset: audio (N, 10, 128), visual (N, 10, 7, 7, 512) (float dtype
+    kept), labels (N, 10, C) one-hot with background last (stored float32), splits
+    {"train": idx, "val": idx, "test": idx}, categories = the C-1 event class names (no
+    background), recipe -> recipe.json. Each file is written atomically. Returns its paths."""
+    audio, visual = np.asarray(audio), np.asarray(visual)
+    n = len(labels)
+    if audio.shape != (n, SEGMENTS, AUDIO_DIM):
+        raise ValueError(f"audio must be ({n}, {SEGMENTS}, {AUDIO_DIM}), got {audio.shape}")
+    if visual.shape != (n, SEGMENTS, *VISUAL_SHAPE):
+        raise ValueError(f"visual must be ({n}, {SEGMENTS}, 7, 7, 512), got {visual.shape}")
+    write_ave_metadata(out_dir, labels, splits, categories, recipe)
+    out = Path(out_dir)
+    write_feature_file(out / "audio_feature.h5", audio.shape, audio.dtype, [audio])
+    write_feature_file(out / "visual_feature.h5", visual.shape, visual.dtype, [visual])
+    return AVEPaths.from_dir(out)
 
 
 # ---------------------------------------------------------------------------------------------
