@@ -385,7 +385,9 @@ def _timeline_panel(state: DashboardState, width: int, height: int) -> Panel:
     seg_time = {s: float(r.get("start", s)) for s, r in records.items()}
     for s in range(first, last + 1):
         r = records.get(s)
-        if r is None:
+        if s < 0:  # before the stream started
+            blocks.append(" " * cell)
+        elif r is None:
             blocks.append("·" * cell, style="grey35")
         else:
             style = class_color(int(r.get("class_id", -1)), n)
