@@ -151,8 +151,8 @@ class DashboardModel:
         self._lock = threading.Lock()
         self._records: deque[Mapping[str, Any]] = deque(maxlen=TIMELINE_SECONDS)
         self._latency: deque[Mapping[str, float]] = deque(maxlen=latency_window)
-        self._events: deque[Interval] = deque(maxlen=max_events)
-        self._external_events = False
+        self._events: deque[Interval] = deque(maxlen=max_events)  # derived from records
+        self._external: deque[Interval] = deque(maxlen=max_events)  # given by the pipeline
 
     def add(self, record: Mapping[str, Any]) -> None:
         with self._lock:
@@ -160,18 +160,15 @@ class DashboardModel:
             lat = record.get("latency_ms")
             if isinstance(lat, Mapping):
                 self._latency.append(lat)
-            if not self._external_events:
-                self._extend_events(record)
+            self._extend_events(record)
 
     def add_event(self, interval: Mapping[str, Any]) -> None:
-        """An event interval from the pipeline; from then on these replace the derived ones."""
+        """A final event interval from the pipeline (e.g. `EventLog` listeners). Once any came,
+        these replace the derived intervals, but for the derived one still growing."""
         with self._lock:
-            if not self._external_events:
-                self._events.clear()
-                self._external_events = True
             label = str(interval.get("label", "?"))
             cid = self.class_names.index(label) if label in self.class_names else -1
-            self._events.append(Interval(label, cid, float(interval.get("start", 0.0)),
+            self._external.append(Interval(label, cid, float(interval.get("start", 0.0)),
                                          float(interval.get("end", 0.0)),
                                          float(interval.get("confidence", 0.0))))
 
@@ -200,6 +197,10 @@ class DashboardModel:
             records = tuple(self._records)
             latency = tuple(self._latency)
             events = tuple(self._events)
+            if self._external:
+                end = self._external[-1].end
+                events = tuple(self._external) + tuple(
+                    e for e in events if e.open and e.start >= end - 1e-6)
         status = dict(status or {})
         info = dict(self.header)
         info.update({k: status[k] for k in STATUS_KEYS if status.get(k) is not None})

@@ -177,8 +177,12 @@ def test_events_derived_from_records():
         ("Bark", 1.0, 3.0, False), ("Helicopter", 4.0, 5.0, False),
         ("Acoustic guitar", 5.0, 7.0, True)]
     assert ev[0].confidence == pytest.approx((0.6 + 0.7) / 2)
-    model.add_event({"label": "Cat", "start": 10.0, "end": 12.0, "confidence": 0.9})
-    assert [e.label for e in model.snapshot().events] == ["Cat"]
+    # intervals from the pipeline replace the derived ones, but for the one still open
+    model.add_event({"label": "Bark", "start": 1.0, "end": 4.0, "confidence": 0.9})
+    assert [(e.label, e.end, e.open) for e in model.snapshot().events] == [
+        ("Bark", 4.0, False), ("Acoustic guitar", 7.0, True)]
+    model.add(record(7, BG))
+    assert [e.label for e in model.snapshot().events] == ["Bark"]
 
 
 def test_big_text_decodes_back_to_the_font():
