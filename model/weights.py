@@ -3,6 +3,7 @@
     python -m model.weights fetch                      # the `ave` recipe's files
     python -m model.weights fetch --all --weights-dir ~/weights
     python -m model.weights fetch vgg19-torchvision
+    python -m model.weights fetch --mirror http://host/weights/   # same file names, elsewhere
     python -m model.weights list
 
 Downloads go to `<file>.part`, resume with an HTTP Range request, are verified against the
@@ -28,6 +29,14 @@ from model.errors import UserError, run_cli
 
 ENV_VAR = "JCA_LIVE_WEIGHTS"
 CHUNK = 1 << 20
+
+
+class DownloadError(UserError):
+    """A download that failed; `reason` is the short cause (for the one-line summary)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -81,12 +90,14 @@ def weights_dir(override: str | Path | None = None) -> Path:
     return Path.home() / ".cache" / "jca-live" / "weights"
 
 
-def file_digests(path: Path) -> dict[str, str]:
+def file_digests(path: Path, use_cache: bool = True) -> dict[str, str]:
     """{"md5": ..., "sha256": ...} of a file, cached beside it keyed by size and mtime."""
     st = path.stat()
     cache = path.with_name(path.name + ".digests.json")
     key = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
     try:
+        if not use_cache:
+            raise OSError
         cached = json.loads(cache.read_text())
         if {k: cached.get(k) for k in key} == key:
             return {"md5": cached["md5"], "sha256": cached["sha256"]}
@@ -98,16 +109,17 @@ def file_digests(path: Path) -> dict[str, str]:
             md5.update(block)
             sha.update(block)
     out = {"md5": md5.hexdigest(), "sha256": sha.hexdigest()}
-    with contextlib.suppress(OSError):  # a read-only cache recomputes next time
-        cache.write_text(json.dumps({**key, **out}))
+    if use_cache:
+        with contextlib.suppress(OSError):  # a read-only cache recomputes next time
+            cache.write_text(json.dumps({**key, **out}))
     return out
 
 
-def verify(w: WeightFile, path: Path) -> str | None:
+def verify(w: WeightFile, path: Path, use_cache: bool = True) -> str | None:
     """None if `path` passes w's checksum (or w has none), else a one-line reason."""
     if w.algo is None:
         return None
-    got = file_digests(path)[w.algo]
+    got = file_digests(path, use_cache)[w.algo]
     ok = got.startswith(w.digest) if w.prefix else got == w.digest
     if ok:
         return None
@@ -155,6 +167,7 @@ def download(w: WeightFile, directory: Path, url: str | None = None, timeout: fl
     url = url or w.url
     have = part.stat().st_size if part.is_file() else 0
     req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    shown = False
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             resumed = have > 0 and resp.status == 206
@@ -166,6 +179,7 @@ def download(w: WeightFile, directory: Path, url: str | None = None, timeout: fl
                     f.write(block)
                     done += len(block)
                     if progress:
+                        shown = True
                         pct = f" {100 * done / total:5.1f}%" if total else ""
                         print(f"\r{w.filename}: {done / 1e6:8.1f} MB{pct}", end="",
                               file=sys.stderr, flush=True)
@@ -173,16 +187,17 @@ def download(w: WeightFile, directory: Path, url: str | None = None, timeout: fl
         if e.code == 416 and have:  # range past the end: the .part is already whole
             pass
         else:
-            raise UserError(f"cannot download {w.filename} from {url}: HTTP {e.code}; "
-                            f"download it by hand into {directory}/") from None
+            reason = f"HTTP {e.code}"
+            raise DownloadError(f"cannot download {w.filename} from {url}: {reason}; "
+                                f"download it by hand into {directory}/", reason) from None
     except (urllib.error.URLError, OSError, TimeoutError) as e:
-        reason = getattr(e, "reason", e)
-        raise UserError(f"cannot download {w.filename} from {url} ({reason}): offline? "
-                        f"download it by hand into {directory}/ and rerun") from None
+        reason = str(getattr(e, "reason", e))
+        raise DownloadError(f"cannot download {w.filename} from {url} ({reason}): offline? "
+                            f"download it by hand into {directory}/ and rerun", reason) from None
     finally:
-        if progress:
+        if shown:
             print(file=sys.stderr)
-    bad = verify(w, part)
+    bad = verify(w, part, use_cache=False)
     if bad:
         part.unlink()
         raise UserError(f"checksum mismatch for {w.filename} from {url} ({bad}); the partial "
@@ -194,19 +209,21 @@ def download(w: WeightFile, directory: Path, url: str | None = None, timeout: fl
 def fetch(names: list[str], directory: Path, urls: dict[str, str] | None = None,
           timeout: float = 30.0, progress: bool = True) -> list[Path]:
     """Fetch several files; failures are collected so one message names every file."""
-    paths, errors = [], []
+    paths: list[Path] = []
+    errors: list[tuple[WeightFile, UserError]] = []
     for name in names:
         w = REGISTRY[name]
         try:
             paths.append(download(w, directory, (urls or {}).get(name), timeout, progress))
         except UserError as e:
-            errors.append((w, str(e)))
+            errors.append((w, e))
+    if len(errors) == 1:
+        raise errors[0][1]
     if errors:
-        if len(errors) == 1:
-            raise UserError(errors[0][1])
-        files = "; ".join(f"{w.filename} <- {w.url}" for w, _ in errors)
-        raise UserError(f"could not download {len(errors)} files ({errors[0][1]}); "
-                        f"put them by hand into {directory}/: {files}")
+        reasons = sorted({getattr(e, "reason", str(e)) for _, e in errors})
+        files = "; ".join(f"{w.filename} from {w.url}" for w, _ in errors)
+        raise UserError(f"cannot download {len(errors)} weight files ({', '.join(reasons)}; "
+                        f"offline?): put them by hand into {directory}/: {files}")
     return paths
 
 
@@ -219,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--all", action="store_true", help="every known file")
     f.add_argument("--weights-dir", default=None)
     f.add_argument("--timeout", type=float, default=30.0)
+    f.add_argument("--mirror", default=None,
+                   help="base URL serving the files by their file names (instead of their origins)")
     ls = sub.add_parser("list", help="show known files and whether they are cached")
     ls.add_argument("--weights-dir", default=None)
     args = p.parse_args(argv)
@@ -232,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise UserError(f"unknown weights {unknown}: choose from {sorted(REGISTRY)}")
-    for path in fetch(names, directory, timeout=args.timeout):
+    urls = ({n: f"{args.mirror.rstrip('/')}/{REGISTRY[n].filename}" for n in names}
+            if args.mirror else None)
+    for path in fetch(names, directory, urls, timeout=args.timeout):
         print(f"ok {path}")
     free = shutil.disk_usage(directory).free
     if free < 1 << 30:
