@@ -71,7 +71,8 @@ def heat_weights(attention: Any, size: tuple[int, int]) -> np.ndarray | None:
     if not hi > lo:
         return None
     a = (a - lo) / (hi - lo)  # (7, 7)
-    return np.clip(cv2.resize(a, size, interpolation=cv2.INTER_CUBIC), 0.0, 1.0)  # (H, W)
+    up = cv2.resize(a, size, interpolation=cv2.INTER_CUBIC)  # (H, W)
+    return cv2.max(cv2.min(up, 1.0), 0.0)
 
 
 def draw_overlay(rgb: np.ndarray, record: Mapping[str, Any], alpha: float = 0.6) -> np.ndarray:
@@ -80,15 +81,16 @@ def draw_overlay(rgb: np.ndarray, record: Mapping[str, Any], alpha: float = 0.6)
     out = rgb.copy()
     weights = heat_weights(record.get("attention"), (w, h))
     if weights is not None:
-        heat = cv2.applyColorMap((weights * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
-        k = (alpha * weights)[..., None]  # (H, W, 1)
-        out = (out * (1.0 - k) + heat * k + 0.5).astype(np.uint8)
+        heat = cv2.applyColorMap((weights * 255).astype(np.uint8), cv2.COLORMAP_JET)
+        heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)  # (H, W, 3)
+        k = (alpha * weights).astype(np.float32)  # (H, W) opacity of the heat map
+        out = cv2.blendLinear(out, heat, 1.0 - k, k)
 
     n = len(record.get("probs", ())) or 0
     color = _rgb(class_color(int(record.get("class_id", -1)), n))
     conf = float(record.get("confidence", 0.0))
     bh = max(20, h // 9)  # banner height
-    out[:bh] = (out[:bh] * 0.35).astype(np.uint8)
+    out[:bh] = cv2.convertScaleAbs(out[:bh], alpha=0.35)  # darken under the text
     scale = bh / 40
     thick = max(1, round(bh / 20))
     cv2.rectangle(out, (0, 0), (max(3, bh // 5), bh - 1), color, -1)
