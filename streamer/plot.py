@@ -18,14 +18,14 @@ import csv
 import io
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from model.errors import UserError, run_cli
-from streamer.dashboard import UNKNOWN_COLOR, class_color, short_name
+from streamer.dashboard import PALETTE, UNKNOWN_COLOR, class_color, short_name
 
 BACKGROUND = "background"
 
@@ -60,6 +60,7 @@ class Classes:
     """Class ids and names as far as a log tells them; the last class is background."""
     names: dict[int, str]
     n: int
+    unknown: dict[str, int] = field(default_factory=dict)  # labels the log never predicted
 
     @classmethod
     def from_log(cls, records: Sequence[Mapping[str, Any]]) -> Classes:
@@ -82,7 +83,13 @@ class Classes:
 
     def color(self, label: str) -> str:
         cid = self.id_of(label)
-        return UNKNOWN_COLOR if cid is None else class_color(cid, self.n)
+        if cid is not None:
+            return class_color(cid, self.n)
+        # palette colours no predicted class of this log uses, in order
+        k = self.unknown.setdefault(label.strip().lower(), len(self.unknown))
+        used = {cid % len(PALETTE) for cid in self.names if cid != self.n - 1}
+        free = [c for i, c in enumerate(PALETTE) if i not in used] or [UNKNOWN_COLOR]
+        return free[k % len(free)]
 
 
 def _per_second(intervals: Sequence[tuple[str, float, float]], n: int,

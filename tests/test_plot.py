@@ -117,6 +117,11 @@ def test_bands_in_class_colours_against_truth():
         assert np.abs(got - _hex(class_color(t, len(NAMES)))).max() <= 3, s
         agree = _pixel(fig, img, ax, s + 0.5, 0.35)
         assert np.abs(agree - _hex("#2ca02c" if p == t else "#d62728")).max() <= 3, s
+    # truth labels the log never predicted get colours of their own
+    classes = Classes.from_log(recs)
+    beep, hum = classes.color("beep"), classes.color("hum")
+    predicted = {class_color(c, len(NAMES)) for c in PRED}
+    assert beep != hum and not {beep, hum} & predicted and classes.color("beep") == beep
     hits = sum(p == t for p, t in zip(PRED, truth_ids, strict=True))
     assert segment_accuracy(recs, truth) == pytest.approx(hits / len(PRED))
     assert f"({hits}/{len(PRED)})" in fig._suptitle.get_text()
