@@ -34,6 +34,9 @@ from streamer.dashboard import class_color, short_name
 
 # Audio blocks up to this far from where the previous one ended count as contiguous.
 AUDIO_JITTER_S = 0.01
+# Frames keep their own stream times (to the millisecond): a camera's real rate, jitter or
+# dropped frames stay in sync with the sound whatever the nominal fps.
+TIME_BASE = Fraction(1, 1000)
 
 
 @dataclass(frozen=True)
@@ -111,13 +114,13 @@ def draw_overlay(rgb: np.ndarray, record: Mapping[str, Any], alpha: float = 0.6)
 class _Encoder:
     """Single-threaded core: waiting frames, records, and the PyAV container."""
 
-    def __init__(self, path: Path, fps: float, size: tuple[int, int], sample_rate: int | None,
-                 opt: OverlayOptions, t0: float) -> None:
+    def __init__(self, path: Path, fps: float, size: tuple[int, int] | None,
+                 sample_rate: int | None, opt: OverlayOptions, t0: float) -> None:
         import av
 
         self.opt, self.t0 = opt, t0
-        self.size = (size[0] - size[0] % 2, size[1] - size[1] % 2)  # yuv420p needs even sides
-        self.rate = Fraction(fps).limit_denominator(1001)
+        self.rate = Fraction(fps).limit_denominator(1001)  # nominal; frames keep their own times
+        self.sample_rate = sample_rate
         if not path.parent.is_dir():
             raise UserError(f"cannot write the overlay {path}: folder {path.parent} does not "
                             "exist; create it or give another path")
@@ -126,28 +129,40 @@ class _Encoder:
         except (OSError, ValueError, av.FFmpegError) as e:
             raise UserError(f"cannot write the overlay {path} ({e}); give a writable path "
                             "ending in .mp4") from None
-        self.video = self.container.add_stream(opt.codec, rate=self.rate)
-        self.video.width, self.video.height = self.size
-        self.video.pix_fmt = "yuv420p"
-        if opt.codec in ("libx264", "h264"):
-            self.video.options = {"crf": str(opt.crf), "preset": opt.preset}
-        self.audio = None
-        self.sample_rate = sample_rate
-        if sample_rate:
-            self.audio = self.container.add_stream(opt.audio_codec, rate=sample_rate,
-                                                   layout="mono")
+        self.video = self.audio = None
+        self.size: tuple[int, int] | None = None
+        self.started = False
+        if size is not None:
+            self._start(size)
         self.pending: deque[tuple[float, np.ndarray]] = deque()
         self.pending_bytes = 0
         self.records: deque[Mapping[str, Any]] = deque()
-        self.last_pts = -1
+        self.last_pts = -1  # in TIME_BASE units
         self.frames_written = 0
         self.frames_drawn = 0
         self.audio_buf = np.zeros(0, np.float32)
         self.audio_next = 0  # index (from t0) of the next audio sample to encode
         self.audio_pts = 0
 
+    def _start(self, size: tuple[int, int] | None) -> None:
+        """Add the streams (before anything is muxed): video of `size` (W, H) unless None."""
+        self.started = True
+        if size is not None:
+            self.size = (size[0] - size[0] % 2, size[1] - size[1] % 2)  # yuv420p: even sides
+            self.video = self.container.add_stream(self.opt.codec, rate=self.rate)
+            self.video.width, self.video.height = self.size
+            self.video.pix_fmt = "yuv420p"
+            self.video.codec_context.time_base = TIME_BASE
+            if self.opt.codec in ("libx264", "h264"):
+                self.video.options = {"crf": str(self.opt.crf), "preset": self.opt.preset}
+        if self.sample_rate:
+            self.audio = self.container.add_stream(self.opt.audio_codec, rate=self.sample_rate,
+                                                   layout="mono")
+
     # -- video ---------------------------------------------------------------------------------
     def add_frame(self, t: float, rgb: np.ndarray) -> None:
+        if not self.started:
+            self._start(rgb.shape[1::-1])
         self.pending.append((t, rgb))
         self.pending_bytes += rgb.nbytes
         cap = self.opt.max_buffer_mb * 2**20
@@ -192,18 +207,18 @@ class _Encoder:
         if record is not None:
             rgb = draw_overlay(rgb, record, self.opt.alpha)
             self.frames_drawn += 1
-        pts = max(round((t - self.t0) * self.rate), self.last_pts + 1)
+        pts = max(round((t - self.t0) / TIME_BASE), self.last_pts + 1)
         self.last_pts = pts
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts = pts
-        frame.time_base = 1 / self.rate
+        frame.time_base = TIME_BASE
         for packet in self.video.encode(frame):
             self.container.mux(packet)
         self.frames_written += 1
 
     # -- audio ---------------------------------------------------------------------------------
     def add_audio(self, t: float, samples: np.ndarray, rate: int | None = None) -> None:
-        if self.audio is None:
+        if not self.sample_rate:
             return
         x = np.asarray(samples, dtype=np.float32).reshape(-1)
         sr = self.sample_rate
@@ -220,7 +235,8 @@ class _Encoder:
             x = x[-gap:]
         self.audio_next += len(x)
         self.audio_buf = np.concatenate([self.audio_buf, x])
-        self._encode_audio(final=False)
+        if self.audio is not None:  # before the first frame the streams do not exist yet
+            self._encode_audio(final=False)
 
     def _encode_audio(self, final: bool) -> None:
         import av
@@ -238,10 +254,15 @@ class _Encoder:
 
     def close(self) -> None:
         try:
+            if not self.started:
+                self._start(None)  # no frame ever came: sound only
             self._flush(final=True)
             if self.audio is not None:
-                # pad the sound to the picture's length, so neither ends early
-                end = round((self.last_pts + 1) / self.rate * self.sample_rate)
+                # pad the sound to the picture's length (last frame + one frame), so neither
+                # ends early
+                end = 0
+                if self.last_pts >= 0:
+                    end = round((self.last_pts * TIME_BASE + 1 / self.rate) * self.sample_rate)
                 if end > self.audio_next:
                     self.audio_buf = np.concatenate(
                         [self.audio_buf, np.zeros(end - self.audio_next, np.float32)])
@@ -249,8 +270,9 @@ class _Encoder:
                 self._encode_audio(final=True)
                 for packet in self.audio.encode(None):
                     self.container.mux(packet)
-            for packet in self.video.encode(None):
-                self.container.mux(packet)
+            if self.video is not None:
+                for packet in self.video.encode(None):
+                    self.container.mux(packet)
         finally:
             self.container.close()
 
@@ -261,9 +283,11 @@ _STOP = object()
 class OverlayWriter:
     """Sink that writes the overlay video; see the module docstring for the call order.
 
-    `t0` is the stream time that becomes 0 in the file (the stream clock starts at 0)."""
+    `fps` is the nominal rate written in the file (frames keep their own times); `size` (W, H)
+    is the picture size, None for the first frame's; `sample_rate` None writes no sound; `t0`
+    is the stream time that becomes 0 in the file (the stream clock starts at 0)."""
 
-    def __init__(self, path: str | Path, fps: float, size: tuple[int, int],
+    def __init__(self, path: str | Path, fps: float = 25.0, size: tuple[int, int] | None = None,
                  sample_rate: int | None = 16000, *, t0: float = 0.0,
                  options: OverlayOptions | None = None) -> None:
         self.options = options or OverlayOptions()

@@ -177,3 +177,25 @@ def test_bad_overlay_path(tmp_path):
         OverlayWriter(tmp_path / "nope" / "x.mp4", FPS, (W, H))
     with pytest.raises(UserError, match=r"\.mp4"):
         OverlayWriter(tmp_path / "x.unknownext", FPS, (W, H))
+
+
+def test_frames_keep_their_own_times(tmp_path):
+    """A 30 fps camera with jitter and a dropped frame, into a writer told 25 fps and no size;
+    the sound starts before the first frame."""
+    dst = tmp_path / "vfr.mp4"
+    writer = OverlayWriter(dst, fps=25, size=None, sample_rate=SR,
+                           options=OverlayOptions(threaded=False))
+    writer.add_audio(0.0, np.full(SR * 2, 0.05, np.float32))
+    rng = np.random.default_rng(0)
+    times = [i / 30 + rng.uniform(0, 0.004) + 0.01 for i in range(60) if i != 31]
+    for i, t in enumerate(times):
+        writer.add_frame(t, frame_at(i)[:, :W - 1])  # odd width: made even
+        if i == 20:
+            writer.on_segment(record(0, 1))
+    writer.close()
+    frames, audio = decode(dst)
+    assert len(frames) == len(times)
+    np.testing.assert_allclose([t for t, _ in frames], times, atol=0.0011)
+    assert frames[0][1].shape == (H, W - 2, 3)
+    assert abs(sum(len(x) for _, x in audio) / SR - 2.0) < 0.1
+    assert writer.frames_drawn == sum(t < 1.0 for t in times)
