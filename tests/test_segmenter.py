@@ -1,0 +1,224 @@
+"""Segmenter, window and interval rules against independent references."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from stream_fakes import FakeAudio, FakeVisual
+
+from model.data import window_for_segment
+from model.extractors.sampling import select_frames
+from streamer.intervals import intervals
+from streamer.segmenter import FrameSelector, Segmenter, segment_count
+from streamer.sources import Audio, Frame
+from streamer.synthetic import Script, synthetic_source
+from streamer.window import Window
+
+RATE = 16000
+
+
+def index_features(rgb: np.ndarray) -> np.ndarray:
+    """A frame's feature is its first pixel value everywhere: frames are told apart exactly."""
+    return np.broadcast_to(rgb[:, :1, :1, :1].astype(np.float32), (len(rgb), 7, 7, 512)).copy()
+
+
+def frame(t: float, value: int) -> Frame:
+    return Frame(t, np.full((2, 2, 3), value, np.uint8))
+
+
+def run_all(seg: Segmenter, items) -> list:
+    out = []
+    for it in items:
+        out += seg.push(it)
+    return out + seg.finish()
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 16])
+def test_frame_selector_equals_select_frames(k):
+    rng = np.random.default_rng(k)
+    for _ in range(200):
+        times = np.sort(rng.random(rng.integers(1, 20)))
+        sel = FrameSelector(k)
+        taken = [sel.offer(float(t)) for t in times]
+        taken[-1] += sel.left  # targets no frame reached take the last frame
+        expected = np.bincount(select_frames(list(times), k), minlength=len(times))
+        assert taken == expected.tolist()
+
+
+@pytest.mark.parametrize("fps,k", [(30, 1), (25, 4), (7, 16), (2.5, 3)])
+def test_visual_feature_is_mean_of_selected_frames(fps, k):
+    n = math.ceil(4.5 * fps)
+    times = [i / fps for i in range(n)]
+    items = [frame(t, i % 251) for i, t in enumerate(times)]
+    audio = Audio(0.0, np.zeros(int(4.5 * RATE), np.float32), RATE)
+    segs = run_all(Segmenter(index_features, k), [*items, audio])
+    assert [s.index for s in segs] == list(range(segment_count(4.5)))
+    for s in segs:
+        idx = [i for i, t in enumerate(times) if s.index <= t < s.index + 1]
+        sel = select_frames([times[i] - s.index for i in idx], k)
+        expected = np.mean([items[idx[j]].rgb[0, 0, 0] for j in sel])
+        np.testing.assert_allclose(s.visual, expected, rtol=1e-6)
+        assert s.frames == len(idx)
+
+
+def test_each_selected_frame_is_computed_once_as_it_arrives():
+    fake = FakeVisual()
+    seg = Segmenter(fake.frame_features, k=4)
+    for i in range(10):  # 10 fps: targets .125 .375 .625 .875 -> frames at .2 .4 .7 .9
+        seg.push(frame(i / 10, i))
+    assert fake.calls == 4  # computed on arrival, before the segment closes
+    seg.push(Frame(1.0, np.zeros((2, 2, 3), np.uint8)))
+    seg.push(Audio(0.0, np.zeros(RATE + 10, np.float32), RATE))
+    assert fake.calls == 4
+
+
+@pytest.mark.parametrize("duration,expected", [(23.5, 24), (23.4, 23), (23.6, 24), (20.0, 20),
+                                               (0.4, 0), (0.5, 1), (1.4995, 2), (3.0, 3)])
+def test_segment_count_rule(duration, expected):
+    assert segment_count(duration) == expected
+
+
+def test_audio_is_placed_by_timestamp_with_offset_gaps_and_late_samples():
+    total = 3 * RATE
+    signal = np.random.default_rng(0).uniform(-1, 1, total).astype(np.float32)
+    offset = 0.25
+    seg = Segmenter(index_features, 1, kinds=("audio",), av_offset=offset)
+    # blocks of odd sizes stamped in stream time (audio lags the picture by `offset`),
+    # with a hole of 1,000 samples at 1.5 s
+    bounds = [0, 700, 5000, 24000, 25000, 41000, 47999, total]
+    out = []
+    for a, b in itertools.pairwise(bounds):
+        if a == 24000:
+            continue
+        out += seg.push(Audio(a / RATE + offset, signal[a:b], RATE))
+    out += seg.finish()
+    reference = signal.copy()
+    reference[24000:25000] = 0.0
+    assert len(out) == 3
+    for s in out:
+        np.testing.assert_array_equal(s.audio, reference[s.index * RATE:(s.index + 1) * RATE])
+    # samples for a segment already closed are dropped and counted
+    seg2 = Segmenter(index_features, 1, kinds=("audio",))
+    seg2.push(Audio(0.0, signal[:RATE + 10], RATE))
+    seg2.push(Audio(0.5, signal[:100], RATE))
+    assert seg2.late["audio"] == 100
+
+
+def test_chunk_size_invariance_of_synthetic_source():
+    script = Script.demo(5.5, size=(24, 32), fps=12)
+    results = []
+    for block in (256, 1024, 4000):
+        fake = FakeVisual()
+        seg = Segmenter(fake.frame_features, k=3)
+        with synthetic_source(script, fast=True, block=block) as src:
+            segs = run_all(seg, src)
+        audio = FakeAudio()
+        results.append([(s.visual, audio(s.audio), s.audio) for s in segs])
+    assert len(results[0]) == 6
+    for other in results[1:]:
+        assert len(other) == len(results[0])
+        for (v0, a0, s0), (v1, a1, s1) in zip(results[0], other, strict=True):
+            np.testing.assert_array_equal(v0, v1)
+            np.testing.assert_array_equal(a0, a1)
+            np.testing.assert_array_equal(s0, s1)
+
+
+def test_synthetic_audio_matches_script_samples():
+    script = Script.demo(2.5)
+    with synthetic_source(script, fast=True, block=333) as src:
+        segs = run_all(Segmenter(index_features, 1), src)
+    full = script.samples(0, 2 * RATE)
+    np.testing.assert_array_equal(np.concatenate([s.audio for s in segs[:2]]), full)
+    # the partial last segment: the script's 0.5 s then silence
+    np.testing.assert_array_equal(segs[2].audio[:RATE // 2], script.samples(2 * RATE, RATE // 2))
+    assert not segs[2].audio[RATE // 2:].any() and segs[2].partial and segs[2].end == 2.5
+
+
+def test_missing_video_repeats_previous_visual_and_missing_audio_is_silence():
+    seg = Segmenter(index_features, 2)
+    items = [frame(0.3, 10), frame(0.8, 20), frame(2.2, 30), frame(2.8, 40), frame(3.5, 50),
+             Audio(0.0, np.ones(RATE, np.float32), RATE),
+             Audio(2.0, np.ones(int(1.9 * RATE), np.float32), RATE)]
+    out = run_all(seg, items)
+    by = {s.index: s for s in out}
+    assert by[1].missing == ("video", "audio")
+    np.testing.assert_array_equal(by[1].visual, by[0].visual)  # held
+    assert not by[1].audio.any()
+    np.testing.assert_allclose(by[0].visual, 15.0)  # frames 10 and 20, one target each
+    assert by[2].missing == () and by[3].missing == ()
+
+
+def test_live_tick_closes_after_grace_and_drops_late_frames():
+    seg = Segmenter(index_features, 1, grace=0.5)
+    seg.push(frame(0.2, 1))
+    seg.push(Audio(0.0, np.zeros(8000, np.float32), RATE))  # audio stalls at 0.5 s
+    assert seg.tick(0.0, 1.4) == []
+    closed = seg.tick(0.0, 1.5)
+    assert [s.index for s in closed] == [0]
+    seg.push(frame(0.9, 2))  # its segment is closed: late
+    assert seg.late["video"] == 1
+
+
+@pytest.mark.parametrize("pad", ["repeat-first", "zeros"])
+def test_window_equals_offline_window_for_segment(pad):
+    rng = np.random.default_rng(1)
+    n = 14
+    audio = rng.standard_normal((n, 128)).astype(np.float32)
+    visual = rng.standard_normal((n, 7, 7, 512)).astype(np.float32)
+    w = Window(pad=pad)
+    for i in range(n):
+        w.push(audio[i], visual[i])
+        a, v = w.arrays()
+        ea, pos = window_for_segment(audio, i, 0, pad=pad, n_available=i + 1)
+        ev, _ = window_for_segment(visual, i, 0, pad=pad, n_available=i + 1)
+        assert pos == 9
+        np.testing.assert_array_equal(a, ea)
+        np.testing.assert_array_equal(v, ev)
+        assert (w.padded > 0) == (i < 9)
+
+
+def reference_intervals(labels, min_event, min_gap, bg="background"):
+    """Offline scan over 1-s segments: an event of label L starting at i extends to every later
+    L reached across fewer than `min_gap` other segments; runs shorter than `min_event` are
+    dropped; what an interval does not cover is scanned again."""
+    out, i, n = [], 0, len(labels)
+    while i < n:
+        if labels[i] == bg:
+            i += 1
+            continue
+        end = i + 1
+        while True:
+            nxt = next((p for p in range(end, n) if labels[p] == labels[i]), None)
+            if nxt is None or (nxt > end and nxt - end >= min_gap):
+                break
+            end = nxt + 1
+        if end - i >= min_event:
+            out.append((labels[i], float(i), float(end)))
+        i = end
+    return out
+
+
+def test_intervals_match_offline_rule():
+    rng = np.random.default_rng(0)
+    names = ["a", "b", "background"]
+    for trial in range(300):
+        n = int(rng.integers(1, 25))
+        labels = [names[int(x)] for x in rng.choice(3, n, p=[0.35, 0.15, 0.5])]
+        min_event = float(rng.integers(1, 4))
+        min_gap = float(rng.integers(0, 4))
+        segs = [(lab, float(i), float(i + 1), 0.5) for i, lab in enumerate(labels)]
+        got = [(iv.label, iv.start, iv.end) for iv in intervals(segs, min_event, min_gap)]
+        assert got == reference_intervals(labels, min_event, min_gap), (trial, labels)
+
+
+def test_interval_confidence_and_threshold():
+    segs = [("a", 0.0, 1.0, 0.9), ("background", 1.0, 2.0, 0.8), ("a", 2.0, 3.0, 0.6),
+            ("a", 3.0, 4.0, 0.3)]
+    (iv,) = intervals(segs, min_event=1, min_gap=2)
+    assert (iv.start, iv.end) == (0.0, 4.0)
+    assert math.isclose(iv.confidence, (0.9 + 0.6 + 0.3) / 3)
+    (iv,) = intervals(segs, min_event=1, min_gap=2, threshold=0.5)  # 0.3 counts as background
+    assert (iv.start, iv.end) == (0.0, 3.0)
