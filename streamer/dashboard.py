@@ -567,6 +567,7 @@ class Dashboard:
         self._last_status: Mapping[str, Any] = {}
         self.console = console or Console()
         self._closed = False
+        self._size: tuple[int, int] | None = None
         self._live = Live(console=self.console, refresh_per_second=refresh_per_second,
                           get_renderable=self._renderable, redirect_stdout=True,
                           redirect_stderr=True)
@@ -580,6 +581,10 @@ class Dashboard:
             pass
         try:
             width, height = self.console.size
+            if self._size not in (None, (width, height)) and self.console.is_terminal:
+                # the terminal reflowed the old picture; start from a clean screen
+                self.console.clear()
+            self._size = (width, height)
             # one line less than the terminal so the live region never scrolls the screen
             return render(self.model.snapshot(self._last_status), width, height - 1)
         except Exception as e:
