@@ -294,3 +294,27 @@ def test_demo_in_a_real_terminal_advances(tmp_path):
         assert "UNTRAINED" in screen and "last 60 s" in screen
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("tmux") is None or not (ROOT / "main.py").is_file(),
+                    reason="needs tmux and main.py")
+def test_main_dashboard_in_tmux_advances_each_second(tmp_path):
+    session = f"jcamain{time.monotonic_ns()}"
+    cmd = (f"cd {ROOT} && {sys.executable} main.py --synthetic --random-weights --duration 6 "
+           f"--log {tmp_path / 'p.jsonl'} --events {tmp_path / 'e.jsonl'}; sleep 30")
+    _tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", cmd)
+    try:
+        seen: list[int] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not seen or seen[-1] < 5):
+            screen = _tmux("capture-pane", "-p", "-t", session)
+            segs = [int(m) for m in re.findall(r"│ segment (\d+) ", screen)]
+            if segs and (not seen or segs[0] != seen[-1]):
+                seen.append(segs[0])
+            time.sleep(0.3)
+        # every second's label appears, in order (a slow machine may skip a capture)
+        assert seen and seen[-1] == 5 and seen == sorted(seen) and len(seen) >= 3, seen
+        assert "UNTRAINED" in screen and "top 5" in screen
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
