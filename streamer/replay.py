@@ -3,7 +3,8 @@
     source = replay_source("clip.mp4", fast=False)   # paced by pts on the stream clock
     source = replay_source("clip.mp4", fast=True)    # as fast as consumed, nothing dropped
 
-Stream time is the file's presentation time (pts, minus the container's start time). Frames
+Stream time is the file's presentation time (pts minus the file's start, as model.extract
+reads it, so streaming features equal offline ones). Frames
 are converted to RGB; audio is resampled to 16 kHz (channels kept, then averaged to mono: the
 VGGish recipe, not FFmpeg's -3 dB downmix) and stamped by sample count from the first audio
 frame, so the blocks are contiguous. Packets of the two streams may interleave out of order:
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from model.errors import UserError
+from model.extract import _origin as stream_origin  # stream time 0: the offline rule
 from streamer.clock import Clock
 from streamer.sources import AUDIO, VIDEO, Audio, Frame, ItemQueue, Source, ThreadProducer
 
@@ -68,7 +70,7 @@ def decode(container, realtime: bool = False, clock: Clock | None = None,
 
     stop = stop or threading.Event()
     vs, as_ = container.streams.video[0], container.streams.audio[0]
-    origin = (container.start_time or 0) / 1_000_000  # AV_TIME_BASE
+    origin = stream_origin(container)
     resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)  # layout kept, mono below
     audio_t0: float | None = None
     n_audio = 0

@@ -15,8 +15,9 @@ Segment i covers stream time [i, i + 1). The rules (docs/STREAMING.md):
   per segment; gaps are silence (zeros), samples of closed segments are dropped.
 - a segment closes once every kind has data past its end (a frame at or after i + 1, audio up
   to i + 1), or for a live source at `tick(now)` once now >= i + 1 + grace.
-- a segment with no frame repeats the previous segment's visual feature (zeros before any);
-  one with no audio is silence; both are listed in `missing`.
+- a segment with no frame holds the last frame before it (the stream's first frame if none
+  came before; zeros if the stream has no frame at all), as model.extract does; one with no
+  audio is silence; both are listed in `missing`.
 - end of stream at D seconds (where the first kind to end ends): floor(D + 0.5) segments; a
   trailing partial segment of at least 0.5 s (1 ms tolerance) is kept and flagged `partial`.
 """
@@ -122,7 +123,8 @@ class Segmenter:
         self.av_offset, self.grace = av_offset, grace
         self.next = 0  # the oldest segment not yet closed
         self._open: dict[int, _Open] = {}
-        self._last_visual: np.ndarray | None = None
+        self._first_rgb: np.ndarray | None = None  # the stream's first frame
+        self._held: tuple[np.ndarray, np.ndarray | None] | None = None  # last closed frame
         # video
         self._video_seg = -1  # segment of the newest frame
         self._first_t: float | None = None
@@ -154,12 +156,12 @@ class Segmenter:
         return f
 
     def _push_frame(self, f: Frame) -> None:
-        i = math.floor(f.t + 1e-9)
+        i = math.floor(f.t)
         if f.t < 0 or i < self.next or (self._last_t is not None and f.t <= self._last_t):
             self.late[VIDEO] += 1  # before the stream, after its segment closed, or out of order
             return
         if self._first_t is None:
-            self._first_t = f.t
+            self._first_t, self._first_rgb = f.t, f.rgb
         self._last_t, self._video_seg = f.t, i
         self._n_frames += 1
         s = self._segment(i)
@@ -240,25 +242,38 @@ class Segmenter:
         self._open.clear()
         return out
 
+    def _held_feature(self) -> np.ndarray:
+        """The feature a segment without frames takes: the last frame before it, or the
+        stream's first frame, or zeros."""
+        if self._held is None:
+            if self._first_rgb is None:
+                return np.zeros(VISUAL_SHAPE, np.float32)
+            self._held = (self._first_rgb, None)
+        rgb, feature = self._held
+        if feature is None:
+            feature = self._features(rgb)
+            self._held = (rgb, feature)
+        return feature
+
     def _close(self, i: int, now: float, end: float | None = None) -> ClosedSegment:
         s = self._open.pop(i, None) or _Open(FrameSelector(self.k))
         self.next = i + 1
         t0 = time.perf_counter()
         missing = []
-        if s.visual_sum is None and s.last_rgb is None:
+        if s.last_rgb is None:
             missing.append(VIDEO)
-            visual = (self._last_visual if self._last_visual is not None
-                      else np.zeros(VISUAL_SHAPE, np.float32))
+            visual = self._held_feature()
         else:
             total = np.zeros(VISUAL_SHAPE, np.float64) if s.visual_sum is None else s.visual_sum
             if s.selector.left:
-                last = s.last_feature if s.last_feature is not None else self._features(s.last_rgb)
-                total = total + s.selector.left * last.astype(np.float64)
+                if s.last_feature is None:
+                    s.last_feature = self._features(s.last_rgb)
+                total = total + s.selector.left * s.last_feature.astype(np.float64)
             visual = (total / self.k).astype(np.float32)
+            self._held = (s.last_rgb, s.last_feature)
         visual_ms = (time.perf_counter() - t0) * 1000
         if s.audio_samples == 0:
             missing.append(AUDIO)
-        self._last_visual = visual
         return ClosedSegment(
             index=i, start=float(i), end=float(i + 1) if end is None else end, visual=visual,
             audio=s.audio, missing=tuple(missing), partial=end is not None, frames=s.frames,

@@ -7,40 +7,50 @@ any change in which frames or samples reach them changes the features.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import torch
 
 from model.config import preset
+from model.extractors import vgg19
 from model.network import JCANet
+from model.recipe import FeatureRecipe
 
 CLASSES = ("beep", "whistle", "hum", "background")
 
 
 class FakeVisual:
+    """Frames resized to 224 like VGG19's input, 7x7 cell means projected to 512 channels."""
+
     def __init__(self, seed: int = 0) -> None:
         self.proj = np.random.default_rng(seed).standard_normal((3, 512)).astype(np.float32)
         self.calls = 0  # frames computed
 
     def frame_features(self, rgb: np.ndarray) -> np.ndarray:
-        rgb = np.asarray(rgb)
-        n, h, w, _ = rgb.shape
-        self.calls += n
-        ys = np.linspace(0, h, 8).astype(int)
-        xs = np.linspace(0, w, 8).astype(int)
-        cells = np.empty((n, 7, 7, 3), np.float32)
-        for i in range(7):
-            for j in range(7):
-                block = rgb[:, ys[i]:max(ys[i + 1], ys[i] + 1), xs[j]:max(xs[j + 1], xs[j] + 1)]
-                cells[:, i, j] = block.reshape(n, -1, 3).mean(axis=1) / 255.0
+        x = vgg19.resize(np.asarray(rgb)).astype(np.float32) / 255.0  # (n, 224, 224, 3)
+        self.calls += len(x)
+        cells = x.reshape(len(x), 7, 32, 7, 32, 3).mean(axis=(2, 4))  # (n, 7, 7, 3)
         return np.maximum(cells @ self.proj, 0).astype(np.float32)  # (n, 7, 7, 512)
 
 
 class FakeAudio:
+    """Log band energies of the segment's spectrum (short segments zero-padded)."""
+
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         x = np.asarray(samples, np.float64).reshape(-1)
         spec = np.abs(np.fft.rfft(x, 16000))[:7936]  # 1 Hz bins up to 7.9 kHz
         bands = spec.reshape(128, 62).mean(axis=1)
         return np.log1p(bands).astype(np.float32)  # (128,)
+
+    def segments(self, segments) -> np.ndarray:  # the offline (model.extract) interface
+        return np.stack([self(s) for s in segments]) if len(segments) else np.zeros((0, 128))
+
+
+def fake_extractors(k: int) -> SimpleNamespace:
+    """Stands in for model.extractors.Extractors (visual, audio, recipe) in model.extract."""
+    recipe = FeatureRecipe.ave(visual_weights="fake", audio_weights="fake", frames_per_segment=k)
+    return SimpleNamespace(visual=FakeVisual(), audio=FakeAudio(), recipe=recipe)
 
 
 SMALL = dict(hidden=16, embed=32, attn_hidden=16, attn_dim=16, joint_hidden=16, joint_embed=32,

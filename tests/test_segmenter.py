@@ -145,10 +145,20 @@ def test_missing_video_repeats_previous_visual_and_missing_audio_is_silence():
     out = run_all(seg, items)
     by = {s.index: s for s in out}
     assert by[1].missing == ("video", "audio")
-    np.testing.assert_array_equal(by[1].visual, by[0].visual)  # held
-    assert not by[1].audio.any()
     np.testing.assert_allclose(by[0].visual, 15.0)  # frames 10 and 20, one target each
+    np.testing.assert_allclose(by[1].visual, 20.0)  # holds the last frame before it
+    assert not by[1].audio.any()
     assert by[2].missing == () and by[3].missing == ()
+
+
+def test_segments_before_the_first_frame_take_the_first_frame():
+    items = [Audio(0.0, np.ones(3 * RATE, np.float32), RATE), frame(1.2, 7), frame(2.5, 9)]
+    out = run_all(Segmenter(index_features, 2), items)
+    assert out[0].missing == ("video",)
+    np.testing.assert_allclose(out[0].visual, 7.0)
+    np.testing.assert_allclose(out[1].visual, 7.0)
+    no_video = run_all(Segmenter(index_features, 2), items[:1])
+    assert len(no_video) == 3 and not any(s.visual.any() for s in no_video)
 
 
 def test_live_tick_closes_after_grace_and_drops_late_frames():

@@ -1,0 +1,257 @@
+"""The streaming pipeline end to end with small fake extractors and a narrow real JCANet."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import threading
+
+import numpy as np
+import pytest
+import torch
+from stream_fakes import CLASSES, FakeAudio, FakeVisual, fake_extractors, tiny_model
+
+from model.data import window_for_segment
+from model.errors import UserError
+from model.extract import ClipPolicy, extract_file
+from streamer.detector import Detector, calibrated_temperature, eager_backend, softmax
+from streamer.intervals import intervals
+from streamer.pipeline import Pipeline, PipelineOptions
+from streamer.replay import DecodeError, replay_source
+from streamer.segmenter import segment_count
+from streamer.sinks import EventLog, JsonlLog
+from streamer.synthetic import Script, synthetic_source, write_media
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.records: list[dict] = []
+        self.closed = False
+
+    def on_segment(self, record: dict) -> None:
+        self.records.append(record)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class RecordingDetector(Detector):
+    """Keeps the features pushed into the window, in order."""
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.inputs: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def push(self, audio, visual):
+        self.inputs.append((np.array(audio), np.array(visual)))
+        return super().push(audio, visual)
+
+
+def make_pipeline(source, k=2, lookahead=0, sinks=(), model=None, info=None, **opts):
+    model = model if model is not None else tiny_model()
+    det = RecordingDetector(eager_backend(model), CLASSES, lookahead=lookahead)
+    sink = ListSink()
+    pipe = Pipeline(source, FakeVisual().frame_features, FakeAudio(), det,
+                    sinks=[*sinks, sink], options=PipelineOptions(frames_per_segment=k, **opts),
+                    info=info)
+    return pipe, sink
+
+
+def jca_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left():
+    before = set(threading.enumerate())
+    yield
+    assert set(threading.enumerate()) <= before, jca_threads()
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Batch-1 calls of a narrow model run fastest on one thread on a shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("duration,fps,rate,channels,name,codec", [
+    (23.5, 30, 44100, 2, "a.mkv", "pcm_s16le"),
+    (23.5, 25, 48000, 1, "b.mp4", "aac"),
+    (4.4, 25, 48000, 1, "c.mkv", "pcm_s16le"),
+    (5.0, 30, 44100, 2, "d.mkv", "pcm_s16le"),
+])
+def test_fast_replay_gives_the_documented_segments(tmp_path, duration, fps, rate, channels,
+                                                   name, codec):
+    path = write_media(tmp_path / name, Script.demo(duration), fps=fps, audio_rate=rate,
+                       channels=channels, audio_codec=codec,
+                       video_codec="libx264" if name.endswith("mp4") else "mpeg4")
+    pipe, sink = make_pipeline(replay_source(path, fast=True))
+    summary = pipe.run()
+    assert summary.error is None
+    recs = sink.records
+    n = segment_count(duration)
+    assert len(recs) == n == summary.segments
+    assert [r["segment"] for r in recs] == list(range(n))
+    for r in recs[:-1]:
+        assert (r["start"], r["end"], r["partial"]) == (r["segment"], r["segment"] + 1, False)
+    last = recs[-1]
+    assert last["start"] == n - 1
+    if duration % 1 >= 0.5:  # a trailing half second or more is a partial segment
+        assert last["partial"] and last["end"] == pytest.approx(duration, abs=0.02)
+    else:
+        assert not last["partial"] and last["end"] == n
+    for r in recs:
+        assert sum(r["probs"]) == pytest.approx(1.0, abs=1e-9)
+        assert r["label"] == CLASSES[r["class_id"]] and r["confidence"] == max(r["probs"])
+        assert r["warmup"] == (r["segment"] < 9) and r["lookahead"] == 0
+        assert r["frames"] == len([i for i in range(math.ceil(duration * fps))
+                                   if r["start"] <= i / fps < r["start"] + 1])
+        assert r["missing"] == []
+    assert summary.drops == {"video": 0, "audio": 0}
+
+
+def test_streaming_equals_offline_extraction_and_one_model_call_per_window(tmp_path):
+    k, lookahead = 3, 2
+    path = write_media(tmp_path / "clip.mkv", Script.demo(19.6), fps=25, audio_rate=44100,
+                       channels=2)
+    model = tiny_model(seed=3)
+    pipe, sink = make_pipeline(replay_source(path, fast=True), k=k, lookahead=lookahead,
+                               model=model)
+    assert pipe.run().error is None
+    streamed_a = np.stack([a for a, _ in pipe.detector.inputs])  # (20, 128)
+    streamed_v = np.stack([v for _, v in pipe.detector.inputs])  # (20, 7, 7, 512)
+
+    offline = extract_file(path, fake_extractors(k), ClipPolicy())  # two 10-s windows
+    audio = offline.audio.reshape(-1, 128)  # (20, 128)
+    visual = offline.visual.reshape(-1, 7, 7, 512)  # (20, 7, 7, 512)
+    assert len(sink.records) == len(audio) == len(streamed_a) == 20
+    np.testing.assert_allclose(streamed_a, audio, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(streamed_v, visual, rtol=1e-5, atol=1e-5)
+
+    for rec in sink.records:
+        t = rec["segment"]
+        a, pos = window_for_segment(audio, t, lookahead, n_available=len(audio))
+        v, _ = window_for_segment(visual, t, lookahead, n_available=len(audio))
+        with torch.no_grad():
+            logits = model(torch.from_numpy(a)[None], torch.from_numpy(v)[None])  # (1, 10, C)
+        expected = softmax(logits[0, pos].double().numpy())
+        np.testing.assert_allclose(rec["probs"], expected, atol=1e-5)
+        assert rec["lookahead"] == min(lookahead, 19 - t)
+
+
+def test_log_events_and_untrained_flags(tmp_path):
+    log, events = tmp_path / "log.jsonl", tmp_path / "events.jsonl"
+    seen_on_disk = []
+
+    class Reader(ListSink):  # runs after the log sink: the line must already be on disk
+        def on_segment(self, record):
+            seen_on_disk.append(len(log.read_text().splitlines()))
+            super().on_segment(record)
+
+    reader = Reader()
+    src = synthetic_source(Script.demo(12.0), fast=True)
+    sinks = [JsonlLog(log), EventLog(events, min_event=1, min_gap=2, background="background",
+                                     untrained=True), reader]
+    pipe, sink = make_pipeline(src, sinks=sinks, untrained=True)
+    assert pipe.run().error is None
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert seen_on_disk == list(range(1, 13))
+    assert len(lines) == 12 and all(x["untrained"] is True for x in lines)
+    assert all("attention" not in x for x in lines)
+    assert all(np.asarray(r["attention"]).shape == (7, 7) for r in sink.records)
+    assert lines == [{k: v for k, v in r.items() if k != "attention"} for r in sink.records]
+    for x in lines:
+        assert set(x["latency_ms"]) == {"segment", "visual", "audio", "model", "output", "total"}
+        assert x["drops"] == {"video": 0, "audio": 0}
+    expected = intervals([(x["label"], x["start"], x["end"], x["confidence"]) for x in lines],
+                         min_event=1, min_gap=2)
+    got = [json.loads(x) for x in events.read_text().splitlines()]
+    assert got == [{**iv.to_dict(), "untrained": True} for iv in expected]
+
+
+def corrupt_mp4(tmp_path):
+    path = write_media(tmp_path / "ok.mp4", Script.demo(6.0), fps=25, audio_rate=16000,
+                       video_codec="libx264", audio_codec="aac")
+    data = bytearray(path.read_bytes())
+    r = random.Random(0)
+    for i in range(len(data) // 2, len(data) * 3 // 4):
+        data[i] = r.randrange(256)
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    return bad
+
+
+def test_decode_error_mid_file_stops_cleanly_with_everything_so_far_logged(tmp_path):
+    log = tmp_path / "log.jsonl"
+    pipe, sink = make_pipeline(replay_source(corrupt_mp4(tmp_path), fast=True),
+                               sinks=[JsonlLog(log)])
+    summary = pipe.run()
+    assert isinstance(summary.error, DecodeError) and "decode error" in str(summary.error)
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert 2 <= len(lines) < 6
+    assert [x["segment"] for x in lines] == list(range(len(lines)))
+    assert len(sink.records) == len(lines) and sink.closed
+
+
+@pytest.mark.parametrize("ending", ["stop", "sigint", "live-duration", "fast-duration"])
+def test_every_ending_joins_threads_and_flushes(ending):
+    fast = ending == "fast-duration"
+    duration = 2.0 if ending.endswith("duration") else None
+    src = synthetic_source(Script.demo(30.0), fast=fast)
+    pipe, sink = make_pipeline(src, k=1, duration=duration)
+    timer = None
+    if ending == "stop":
+        timer = threading.Timer(1.6, pipe.stop)
+    elif ending == "sigint":
+        timer = threading.Timer(1.6, lambda: os.kill(os.getpid(), signal.SIGINT))
+    if timer:
+        timer.start()
+    summary = pipe.run()
+    if timer:
+        timer.join()
+    assert summary.error is None and sink.closed
+    assert summary.interrupted == (ending == "sigint")
+    n = 2 if duration else len(sink.records)
+    assert [r["segment"] for r in sink.records] == list(range(n)) and n >= 1
+    assert jca_threads() == []
+
+
+def test_lookahead_delays_labels_and_flushes_the_tail():
+    pipe, sink = make_pipeline(synthetic_source(Script.demo(6.0), fast=True), lookahead=3)
+    assert pipe.run().error is None
+    assert [r["segment"] for r in sink.records] == list(range(6))
+    assert [r["lookahead"] for r in sink.records] == [3, 3, 3, 2, 1, 0]
+
+
+def test_status_snapshot_has_the_dashboard_fields():
+    pipe, _ = make_pipeline(synthetic_source(Script.demo(3.0), fast=True),
+                            info={"device": "cpu", "backend": "eager", "checkpoint": "x.pt"})
+    pipe.run()
+    st = pipe.status()
+    for key in ("source", "device", "backend", "checkpoint", "untrained", "frames_per_segment",
+                "lookahead", "audio_level_db", "video_fps", "drops", "segments", "elapsed"):
+        assert key in st
+    assert st["segments"] == 3 and st["video_fps"] == pytest.approx(25.0)
+    assert st["audio_level_db"] < 0 and st["checkpoint"] == "x.pt"
+
+
+def test_temperature_and_class_count_checks():
+    logits = torch.tensor([[[2.0, 0.0, -1.0, 0.5]] * 10])  # (1, 10, 4)
+    det = Detector(lambda a, v: logits, CLASSES, temperature=2.0)
+    (p,) = det.push(np.zeros(128, np.float32), np.zeros((7, 7, 512), np.float32))
+    z = np.array([2.0, 0.0, -1.0, 0.5]) / 2.0
+    np.testing.assert_allclose(p.probs, np.exp(z) / np.exp(z).sum(), rtol=1e-12)
+    assert p.label == "beep" and p.attention is None
+    assert calibrated_temperature({"calibration": {"temperature": 1.5}}) == 1.5
+    assert calibrated_temperature({}) == 1.0
+    with pytest.raises(UserError, match="temperature"):
+        calibrated_temperature({"calibration": {"temperature": 0}})
+    det = Detector(lambda a, v: logits, CLASSES[:3])
+    with pytest.raises(UserError, match="4 classes"):
+        det.push(np.zeros(128, np.float32), np.zeros((7, 7, 512), np.float32))
