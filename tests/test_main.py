@@ -1,0 +1,124 @@
+"""main.py end to end: the real extractors (random seeded weights, K=1) and the real JCANet."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from stream_fakes import CLASSES, tiny_model
+
+import main
+from model.checkpoint import load_checkpoint, save_checkpoint
+from model.data import window_for_segment
+from model.errors import UserError
+from model.extract import ClipPolicy, extract_file
+from model.extractors import build_extractors
+from streamer.app import AppOptions, build, run
+from streamer.detector import softmax
+from streamer.synthetic import Script, write_media
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTRACT_KEYS = {"segment", "start", "end", "label", "class_id", "confidence", "probs",
+                 "lookahead", "warmup", "latency_ms"}
+
+
+@pytest.fixture(scope="module")
+def random_extractors():
+    return build_extractors(random_weights=True, seed=0, frames_per_segment=1)
+
+
+def checkpoint(path: Path, recipe, meta=None) -> Path:
+    save_checkpoint(path, tiny_model(seed=1), list(CLASSES), recipe, meta=meta)
+    return path
+
+
+def test_replay_with_real_extractors_equals_offline(tmp_path, random_extractors, capsys):
+    video = write_media(tmp_path / "clip.mkv", Script.demo(2.6), fps=25, audio_rate=44100,
+                        channels=2)
+    ckpt = checkpoint(tmp_path / "jca.pt", random_extractors.recipe,
+                      meta={"calibration": {"temperature": 1.5}})
+    log, events = tmp_path / "log.jsonl", tmp_path / "events.jsonl"
+    opts = AppOptions(source="replay", replay=str(video), checkpoint=str(ckpt), device="cpu",
+                      frames_per_segment=1, fast=True, log=str(log), events=str(events))
+    summary = run(opts)
+    out, err = capsys.readouterr()
+    recs = [json.loads(x) for x in log.read_text().splitlines()]
+    assert summary.segments == len(recs) == 3  # 2 full seconds + a partial 0.6 s
+    assert all(r["untrained"] for r in recs)  # the checkpoint's features are random
+    assert "UNTRAINED" in err and "3 segments" in err
+    assert "UNTRAINED" in out and len(out.splitlines()) == 4  # not a TTY: header + plain lines
+
+    offline = extract_file(video, random_extractors, ClipPolicy())  # padded to 10 s
+    audio, visual = offline.audio[0, :3], offline.visual[0, :3]
+    net, _ = load_checkpoint(ckpt)
+    for r in recs:
+        a, pos = window_for_segment(audio, r["segment"], 0)
+        v, _ = window_for_segment(visual, r["segment"], 0)
+        with torch.no_grad():
+            logits = net(torch.from_numpy(a)[None], torch.from_numpy(v)[None])  # (1, 10, C)
+        np.testing.assert_allclose(r["probs"], softmax(logits[0, pos].double().numpy(), 1.5),
+                                   atol=1e-5)
+    assert [t for t in threading.enumerate() if t.name.startswith("jca-")] == []
+
+
+def test_recipe_mismatch_is_refused(tmp_path, random_extractors):
+    from dataclasses import replace
+
+    other = replace(random_extractors.recipe, audio_weights="random:seed=5")
+    ckpt = checkpoint(tmp_path / "jca.pt", other)
+    opts = AppOptions(source="synthetic", checkpoint=str(ckpt), device="cpu", log=None,
+                      events=None, frames_per_segment=1)
+    with pytest.raises(UserError, match="audio_weights: trained on random:seed=5"):
+        build(opts)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--synthetic"], "no checkpoint"),
+    (["--synthetic", "--random-weights", "--checkpoint", "x.pt"], "exclude each other"),
+    (["--synthetic", "--checkpoint", "missing.pt"], "no such checkpoint"),
+    (["--synthetic", "--random-weights", "--lookahead", "10"], "lookahead"),
+    (["--replay", "missing.mp4", "--random-weights"], "no such file"),
+])
+def test_bad_command_lines_are_user_errors(argv, message):
+    with pytest.raises(UserError, match=message):
+        main.main([*argv, "--log", "", "--events", ""])
+
+
+def test_parse_args_defaults_and_exclusive_sources():
+    opts = main.parse_args(["--replay", "a.mp4", "--log", ""])
+    assert (opts.source, opts.replay, opts.log, opts.lookahead) == ("replay", "a.mp4", None, 0)
+    assert opts.events == "runs/events.jsonl" and opts.frames_per_segment is None
+    with pytest.raises(SystemExit):
+        main.parse_args(["--replay", "a.mp4", "--camera", "0"])
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_cli_missing_file_is_one_line_and_exit_2(tmp_path):
+    p = cli("--replay", str(tmp_path / "nope.mp4"), "--random-weights", "--log", "")
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == [f"error: no such file: {tmp_path / 'nope.mp4'}; "
+                                             "pass an existing video file to --replay"]
+    assert p.stdout == ""
+
+
+def test_cli_headless_prints_only_log_records(tmp_path):
+    log = tmp_path / "log.jsonl"
+    p = cli("--synthetic", "--random-weights", "--fast", "--duration", "2", "--headless",
+            "--frames-per-segment", "1", "--device", "cpu", "--log", str(log), "--events",
+            str(tmp_path / "events.jsonl"))
+    assert p.returncode == 0, p.stderr
+    lines = [json.loads(x) for x in p.stdout.splitlines()]
+    assert [x["segment"] for x in lines] == [0, 1]
+    assert all(set(x) >= CONTRACT_KEYS and x["untrained"] is True for x in lines)
+    assert lines == [json.loads(x) for x in log.read_text().splitlines()]
+    assert "UNTRAINED" in p.stderr and "2 segments" in p.stderr
