@@ -13,7 +13,7 @@ pattern only. A single-modality model can therefore neither tell every class apa
 an event starts and stops.
 
 Features have the real shapes and AVE-like statistics (non-negative, ReLU-sparse): audio
-(10, 128); visual (10, 7, 7, 512) where the object's pattern sits at a 2x2 block of the 7x7 grid
+(10, 128); visual (10, 7, 7, 512) where the object's pattern sits at a 3x3 block of the 7x7 grid
 (a random place per clip), so attending to the right positions pays. Each clip is generated from
 its own seeded stream, so any clip is the same whatever n_clips is. Class kinds and parameters are
 written to synthetic.json beside the AVE files.
@@ -46,10 +46,10 @@ BG_KINDS = ("none", "audio", "visual")  # what a background segment of an event 
 
 @dataclass(frozen=True)
 class SyntheticOptions:
-    audio_strength: float = 6.0  # norm of the audio pattern added to a segment (noise norm ~ 8)
-    visual_strength: float = 8.0  # norm of the visual pattern at each object position (~ 16)
+    audio_strength: float = 8.0  # norm of the audio pattern added to a segment (noise norm ~ 8)
+    visual_strength: float = 12.0  # norm of the visual pattern at each object position (~ 16)
     strength_jitter: float = 0.5  # per-segment strength multiplier drawn from 1 +- jitter
-    object_size: int = 2  # the object covers object_size x object_size of the 7x7 grid
+    object_size: int = 3  # the object covers object_size x object_size of the 7x7 grid
     min_event: int = 3  # event run length drawn uniformly from min_event..10 (no layout_from)
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train, val, test
     dtype: str = "float32"  # feature dtype on disk ("float64" like the released files)
