@@ -162,7 +162,7 @@ def read_ave(path: Path) -> Annotations:
 
 
 def read_csv(path: Path) -> Annotations:
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # tolerates a spreadsheet's BOM
         reader = csv.DictReader(f)
         cols = [c.strip() for c in reader.fieldnames or []]
         missing = [c for c in ("file", "label", "start", "end") if c not in cols]
