@@ -1,0 +1,77 @@
+"""Replay a generated file through the whole streaming pipeline and time it.
+
+    .venv/bin/python -m benchmarks.replay_realtime                    # 20 s file, real time
+    .venv/bin/python -m benchmarks.replay_realtime --fast -k 1 2 4    # throughput per K
+
+Real extractors and the paper-preset JCANet with random seeded weights (speed does not depend
+on the values), the CPU default frames per segment unless -k is given. Real time: the wall
+time should equal the file's duration (plus the last segment's latency), with no drops.
+Reports wall time, drops and the per-stage latency percentiles of the prediction records
+(ms; `total` = segment close to prediction) and the VGG19 time per computed frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from model.config import preset
+from model.extractors import build_extractors
+from model.network import JCANet
+from streamer.app import AVE_CLASSES, CPU_FRAMES
+from streamer.detector import Detector, eager_backend
+from streamer.pipeline import STAGES, Pipeline, PipelineOptions, Summary, percentile
+from streamer.replay import replay_source
+from streamer.sinks import JsonlLog
+from streamer.synthetic import Script, write_media
+
+
+def run_once(video: Path, k: int, fast: bool, log: Path) -> Summary:
+    visual, audio, _ = build_extractors(random_weights=True, seed=0, frames_per_segment=k)
+    torch.manual_seed(0)
+    net = JCANet(preset("paper", num_classes=len(AVE_CLASSES))).eval()
+    det = Detector(eager_backend(net), AVE_CLASSES)
+    pipe = Pipeline(replay_source(video, fast=fast), visual.frame_features, audio, det,
+                    sinks=[JsonlLog(log)], options=PipelineOptions(frames_per_segment=k))
+    return pipe.run()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("-k", "--frames-per-segment", type=int, nargs="+", default=[CPU_FRAMES])
+    p.add_argument("--fast", action="store_true", help="as fast as possible (throughput)")
+    p.add_argument("--size", default="640x480", help="frame WxH of the generated file")
+    p.add_argument("--fps", type=float, default=25.0)
+    args = p.parse_args()
+    w, h = (int(x) for x in args.size.split("x"))
+    with tempfile.TemporaryDirectory() as tmp:
+        video = write_media(Path(tmp) / "bench.mkv", Script.demo(args.seconds, size=(h, w)),
+                            fps=args.fps, audio_rate=44100, channels=2)
+        for k in args.frames_per_segment:
+            t0 = time.monotonic()
+            s = run_once(video, k, args.fast, Path(tmp) / "log.jsonl")
+            wall = time.monotonic() - t0
+            row = {
+                "k": k, "mode": "fast" if args.fast else "real time",
+                "file_s": args.seconds, "run_s": round(s.wall_s, 2),
+                "wall_incl_setup_s": round(wall, 2), "segments": s.segments, "drops": s.drops,
+                "segments_per_s": round(s.segments / s.wall_s, 2),
+                "latency_ms": {st: [round(s.p(st, 50), 1), round(s.p(st, 95), 1)]
+                               for st in STAGES},
+                "vgg19_frame_ms_p50": round(percentile(s.frame_ms, 50), 1),
+                "load_avg_1m": round(os.getloadavg()[0], 2),
+                "error": None if s.error is None else str(s.error),
+            }
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
