@@ -208,27 +208,27 @@ def _build(opts: AppOptions, device: str, source: Source) -> Pipeline:
 
 
 def make_sinks(opts: AppOptions, pipe: Pipeline, model: Model, untrained: bool) -> list:
+    """Log, events, console, in the order each segment reaches them (the log is on disk
+    before anything is shown); the console also gets each final event interval."""
     from streamer.dashboard import make_console_sink
 
+    header = {**pipe.status(), "class_names": list(model.class_names)}
+    console = make_console_sink("json" if opts.headless else "auto", header, pipe.status,
+                                class_names=model.class_names)
     sinks: list = []
     try:
         if opts.log:
             sinks.append(JsonlLog(opts.log))
-        header = {**pipe.status(), "class_names": list(model.class_names)}
-        console = make_console_sink("json" if opts.headless else "auto", header, pipe.status,
-                                    class_names=model.class_names)
-        sinks.append(console)
         if opts.events:
             listeners = [console.on_event] if hasattr(console, "on_event") else []
-            bg = model.class_names[-1]
-            sinks.append(EventLog(opts.events, opts.min_event, opts.min_gap, background=bg,
-                                  threshold=model.threshold, untrained=untrained,
-                                  listeners=listeners))
+            sinks.append(EventLog(opts.events, opts.min_event, opts.min_gap,
+                                  background=model.class_names[-1], threshold=model.threshold,
+                                  untrained=untrained, listeners=listeners))
     except BaseException:
-        for s in sinks:
+        for s in [*sinks, console]:
             s.close()
         raise
-    return sinks
+    return [*sinks, console]
 
 
 def run(opts: AppOptions) -> Summary:

@@ -179,20 +179,18 @@ class Pipeline:
                 item = src.get(POLL_S)
                 if isinstance(item, EndOfStream):
                     break
-                if item is None:
-                    if src.realtime:
-                        now = self.clock.now()
-                        self._handle(self.segmenter.tick(time.monotonic(), now))
-                        if opts.duration is not None and now >= opts.duration + opts.grace:
-                            break
-                    continue
-                if opts.duration is not None and item.t >= opts.duration:
+                if item is not None and opts.duration is not None and item.t >= opts.duration:
                     past_end.add(item.kind)
                     if past_end >= set(src.kinds):
                         break
-                    continue
-                self._observe(item)
-                self._handle(self.segmenter.push(item))
+                elif item is not None:
+                    self._observe(item)
+                    self._handle(self.segmenter.push(item))
+                if src.realtime:  # live deadlines: a stalled kind does not hold segments back
+                    now = self.clock.now()
+                    self._handle(self.segmenter.tick(time.monotonic(), now, src.queue.drained()))
+                    if opts.duration is not None and now >= opts.duration + opts.grace:
+                        break
         except BaseException as e:
             self.summary.error = e
         finally:

@@ -14,19 +14,21 @@ Segment i covers stream time [i, i + 1). The rules (docs/STREAMING.md):
 - audio: placed by timestamp at 16 kHz (stream time minus `av_offset`), exactly 16,000 samples
   per segment; gaps are silence (zeros), samples of closed segments are dropped.
 - a segment closes once every kind has data past its end (a frame at or after i + 1, audio up
-  to i + 1), or for a live source at `tick(now)` once now >= i + 1 + grace.
+  to i + 1), or for a live source at `tick` once now >= i + 1 + grace and nothing of the kinds
+  it waits for is queued (a stalled camera or microphone, not a busy consumer).
 - a segment with no frame holds the last frame before it (the stream's first frame if none
   came before; zeros if the stream has no frame at all), as model.extract does; one with no
   audio is silence; both are listed in `missing`.
-- end of stream at D seconds (where the first kind to end ends): floor(D + 0.5) segments; a
-  trailing partial segment of at least 0.5 s (1 ms tolerance) is kept and flagged `partial`.
+- end of stream at D seconds (the video's end; the audio's without video): floor(D + 0.5)
+  segments; a trailing partial segment of at least 0.5 s (1 ms tolerance) is kept and flagged
+  `partial`; audio missing before D is silence.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -196,11 +198,18 @@ class Segmenter:
             lo = hi
 
     # ------------------------------------------------------------------ closing
+    def _waiting_for(self, i: int) -> set[str]:
+        """Kinds segment i still needs data from."""
+        out = set()
+        if VIDEO in self.kinds and self._video_seg <= i:
+            out.add(VIDEO)
+        if AUDIO in self.kinds and (self._audio_next is None
+                                    or self._audio_next < (i + 1) * SEGMENT_SAMPLES):
+            out.add(AUDIO)
+        return out
+
     def _complete(self, i: int) -> bool:
-        video = VIDEO not in self.kinds or self._video_seg > i
-        audio = AUDIO not in self.kinds or (
-            self._audio_next is not None and self._audio_next >= (i + 1) * SEGMENT_SAMPLES)
-        return video and audio
+        return not self._waiting_for(i)
 
     def _close_ready(self, now: float) -> list[ClosedSegment]:
         out = []
@@ -208,25 +217,26 @@ class Segmenter:
             out.append(self._close(self.next, now))
         return out
 
-    def tick(self, now: float, stream_now: float) -> list[ClosedSegment]:
+    def tick(self, now: float, stream_now: float,
+             drained: Iterable[str] = KINDS) -> list[ClosedSegment]:
         """Live sources: close every segment whose end is `grace` s past (stream time
-        `stream_now`), whatever has arrived; its late data is then dropped."""
+        `stream_now`) if the kinds it still waits for are `drained` (nothing of them queued:
+        stalled, not merely behind); their late data is then dropped."""
+        drained = set(drained)
         out = self._close_ready(now)
-        while self.next + 1 + self.grace <= stream_now:
+        while (self.next + 1 + self.grace <= stream_now
+               and self._waiting_for(self.next) <= drained):
             out.append(self._close(self.next, now))
         return out
 
     def data_end(self) -> float:
-        """Stream time up to which every kind that delivered data has it: the earlier end
-        (a frame lasts until the next one: the last ends one mean frame interval later)."""
-        ends = []
+        """Where the stream's data ends: the video's end (its last frame lasts one mean frame
+        interval), as model.extract measures a clip; the audio's end without any frame."""
         if self._last_t is not None:
             frame_dt = ((self._last_t - self._first_t) / (self._n_frames - 1)
                         if self._n_frames > 1 else 0.0)
-            ends.append(self._last_t + frame_dt)
-        if self._audio_next is not None:
-            ends.append(self._audio_next / SAMPLE_RATE)
-        return min(ends) if ends else 0.0
+            return self._last_t + frame_dt
+        return 0.0 if self._audio_next is None else self._audio_next / SAMPLE_RATE
 
     def finish(self, end: float | None = None) -> list[ClosedSegment]:
         """End of stream (at `end` s if given, else where the data ends): close the remaining

@@ -154,6 +154,11 @@ class ItemQueue:
                     return None
                 self._cond.wait(remaining)
 
+    def drained(self) -> set[str]:
+        """Kinds with nothing queued."""
+        with self._cond:
+            return {k for k, q in self._items.items() if not q}
+
     def __len__(self) -> int:
         with self._cond:
             return sum(len(q) for q in self._items.values())

@@ -134,7 +134,8 @@ def test_synthetic_audio_matches_script_samples():
     np.testing.assert_array_equal(np.concatenate([s.audio for s in segs[:2]]), full)
     # the partial last segment: the script's 0.5 s then silence
     np.testing.assert_array_equal(segs[2].audio[:RATE // 2], script.samples(2 * RATE, RATE // 2))
-    assert not segs[2].audio[RATE // 2:].any() and segs[2].partial and segs[2].end == 2.5
+    assert not segs[2].audio[RATE // 2:].any() and segs[2].partial
+    assert segs[2].end == pytest.approx(script.frame_count() / script.fps)  # the video's end
 
 
 def test_missing_video_repeats_previous_visual_and_missing_audio_is_silence():
@@ -166,7 +167,8 @@ def test_live_tick_closes_after_grace_and_drops_late_frames():
     seg.push(frame(0.2, 1))
     seg.push(Audio(0.0, np.zeros(8000, np.float32), RATE))  # audio stalls at 0.5 s
     assert seg.tick(0.0, 1.4) == []
-    closed = seg.tick(0.0, 1.5)
+    assert seg.tick(0.0, 1.5, drained={"video"}) == []  # audio is queued: behind, not stalled
+    closed = seg.tick(0.0, 1.5, drained={"video", "audio"})
     assert [s.index for s in closed] == [0]
     seg.push(frame(0.9, 2))  # its segment is closed: late
     assert seg.late["video"] == 1
