@@ -123,7 +123,11 @@ class Pipeline:
         """Run to the end of the stream; Ctrl+C ends it cleanly (summary.interrupted)."""
         t0 = time.monotonic()
         self.clock = Clock()
-        self.source.start(self.clock)
+        try:
+            self.source.start(self.clock)  # a device that fails to open raises here
+        except BaseException:
+            self._close_sinks()
+            raise
         self._thread = threading.Thread(target=self._compute, name="jca-compute", daemon=True)
         self._thread.start()
         try:

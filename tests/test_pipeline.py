@@ -248,6 +248,24 @@ def test_live_segments_close_on_time_when_one_kind_stalls():
     assert [r["frames"] for r in sink.records] == [10, 10, 10]
 
 
+class BrokenMic:
+    kinds = ("audio",)
+
+    def start(self, queue, clock):
+        raise UserError("cannot open microphone 'x'")
+
+    def stop(self):
+        pass
+
+
+def test_a_device_failing_to_start_closes_sinks_and_threads():
+    src = Source("live", [StallingMic(), BrokenMic()], live=True)
+    pipe, sink = make_pipeline(src)
+    with pytest.raises(UserError, match="cannot open microphone"):
+        pipe.run()
+    assert sink.closed and jca_threads() == []
+
+
 def test_lookahead_delays_labels_and_flushes_the_tail():
     pipe, sink = make_pipeline(synthetic_source(Script.demo(6.0), fast=True), lookahead=3)
     assert pipe.run().error is None
