@@ -230,7 +230,8 @@ def train(data: AVEData, out: str | Path, opts: TrainOptions, *, resume: bool = 
                             data, opts, best_val, best_epoch, epoch, [*history, record],
                             "best validation accuracy"))
                 record = {"epoch": epoch, "train_loss": train_loss, "lr": lr,
-                          "val_accuracy": val_acc, "best_val_accuracy": best_val,
+                          "val_accuracy": val_acc,
+                          "best_val_accuracy": best_val if best_epoch else None,
                           "best_epoch": best_epoch,
                           "seconds": round(time.perf_counter() - t0, 3)}
                 history.append({k: record[k] for k in ("epoch", "train_loss", "lr",
@@ -341,9 +342,16 @@ def add_data_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--cache-limit-gb", type=float, default=1.0)
     ap.add_argument("--check", action="store_true",
                     help="scan every feature for NaN/inf before starting (reads all files)")
+    ap.add_argument("--threads", type=int,
+                    help="torch CPU threads (default: torch's choice; 1 is often faster for "
+                         "small models on a busy CPU)")
 
 
 def open_from_args(args: argparse.Namespace) -> AVEData:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     overrides = {k: getattr(args, k) for k in ("visual", "audio", "labels", "train_order",
                                                "val_order", "test_order", "categories",
                                                "recipe")}
