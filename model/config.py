@@ -16,7 +16,10 @@ Two presets:
              most 5 ms on 2 CPU cores at batch 1 (see benchmarks/RESULTS.md):
                - Bi-LSTMs of 1 layer, 128 units per direction (a step of a 256-unit 2-layer
                  Bi-LSTM at batch 1 is latency-bound; three of them dominate the window);
-               - embeddings d_a = d_v = 256 (d = 512), joint embedding 256, MLP 256 -> 128 -> C;
+               - embeddings d_a = d_v = 128 (d = 256): the JCA affinity C_a is d_a x d, so its
+                 cost grows with the square of the width (at 256 the four layers' affinities,
+                 their tanh and the products around them, took about a third of the window in
+                 a profile); joint embedding 256, MLP 256 -> 128 -> C. About 2.0 M parameters;
                - early fusion projects each of the 49 positions 512 -> 64 instead of 512 -> 512
                  (the reference's per-position Linear(512, 512) alone is ~250 MFLOP per window),
                  then 64 -> 49 -> 1 as in the reference;
@@ -54,7 +57,7 @@ class JCAConfig:
     unimodal_rnn: bool = True
     rnn_layers: int = 1  # stacked layers in every Bi-RNN
     hidden: int = 128  # per direction, uni-modal Bi-RNNs
-    embed: int = 256  # d_a = d_v, the encoders' output width
+    embed: int = 128  # d_a = d_v, the encoders' output width
     residual: bool = True  # residual embedding: Linear([x ; rnn(x)]) instead of Linear(rnn(x))
     learnable_init_state: bool = True  # learned h0 (and c0) instead of zeros
     # early fusion
