@@ -234,3 +234,29 @@ def test_resume_refuses_changed_options(tiny_data, tmp_path):
         with pytest.raises(UserError, match="already finished 1 epochs"):
             train(data, out, opts, resume=True, log=None)
     assert os.path.exists(out)
+
+
+def test_ablations_cli_trains_every_row_and_prints_the_papers_numbers(
+        tiny_data, tmp_path, monkeypatch, capsys):
+    from model.ablations import main
+    from model.config import ABLATIONS, TABLE2
+    from model.errors import run_cli
+
+    out = tmp_path / "table2.json"
+    monkeypatch.setattr(sys, "argv", [
+        "model.ablations", "--data", str(tiny_data), "--rows", "all", "--epochs", "1",
+        "--batch-size", "8", "--out-dir", str(tmp_path / "rows"), "--json", str(out),
+        *[a for k, v in TINY for a in ("--set", f"{k}={v}")]])
+    with pytest.raises(SystemExit) as info:
+        run_cli(main)
+    assert info.value.code == 0
+    printed = capsys.readouterr().out
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["row"] for r in rows] == ["full", *ABLATIONS]
+    with open_dataset(AVEPaths.from_dir(tiny_data)) as data:
+        for r in rows:
+            model, ckpt = load_checkpoint(r["checkpoint"])
+            report, _ = evaluate(model, ckpt, data, "test", streaming=False)
+            assert report["accuracy"] == r["accuracy"]
+            assert r["paper"] == TABLE2[None if r["row"] == "full" else r["row"]]
+            assert f"{r['paper']:.1f}" in printed
