@@ -26,7 +26,7 @@ from model.extractors import build_extractors
 from model.network import JCANet
 from streamer.app import AVE_CLASSES, CPU_FRAMES
 from streamer.detector import Detector, eager_backend
-from streamer.pipeline import STAGES, Pipeline, PipelineOptions, Summary, percentile
+from streamer.pipeline import Pipeline, PipelineOptions, Summary
 from streamer.replay import replay_source
 from streamer.sinks import JsonlLog
 from streamer.synthetic import Script, write_media
@@ -59,17 +59,10 @@ def main() -> None:
             t0 = time.monotonic()
             s = run_once(video, k, args.fast, Path(tmp) / "log.jsonl")
             wall = time.monotonic() - t0
-            row = {
-                "k": k, "mode": "fast" if args.fast else "real time",
-                "file_s": args.seconds, "run_s": round(s.wall_s, 2),
-                "wall_incl_setup_s": round(wall, 2), "segments": s.segments, "drops": s.drops,
-                "segments_per_s": round(s.segments / s.wall_s, 2),
-                "latency_ms": {st: [round(s.p(st, 50), 1), round(s.p(st, 95), 1)]
-                               for st in STAGES},
-                "vgg19_frame_ms_p50": round(percentile(s.frame_ms, 50), 1),
-                "load_avg_1m": round(os.getloadavg()[0], 2),
-                "error": None if s.error is None else str(s.error),
-            }
+            row = {"k": k, "mode": "fast" if args.fast else "real time",
+                   "file_s": args.seconds, "wall_incl_setup_s": round(wall, 2),
+                   "segments_per_s": round(s.segments / s.wall_s, 2), **s.to_dict(),
+                   "load_avg_1m": round(os.getloadavg()[0], 2)}
             print(json.dumps(row), flush=True)
 
 

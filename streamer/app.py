@@ -131,9 +131,9 @@ def build_feature_extractors(opts: AppOptions, model: Model, device: str, k: int
     trained = model.recipe
     base = trained or FeatureRecipe.ave()
     seed = random_seed(trained.visual_weights) if trained is not None else None
-    random = opts.random_weights or (trained is not None and trained.random_weights)
+    random_features = opts.random_weights or (trained is not None and trained.random_weights)
     return build_extractors(
-        weights_dir=opts.weights_dir, random_weights=random,
+        weights_dir=opts.weights_dir, random_weights=random_features,
         seed=opts.seed if seed is None else seed, device=device, frames_per_segment=k,
         visual_preprocess=base.visual_preprocess, audio_postprocess=base.audio_postprocess)
 

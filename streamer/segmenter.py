@@ -14,8 +14,9 @@ Segment i covers stream time [i, i + 1). The rules (docs/STREAMING.md):
 - audio: placed by timestamp at 16 kHz (stream time minus `av_offset`), exactly 16,000 samples
   per segment; gaps are silence (zeros), samples of closed segments are dropped.
 - a segment closes once every kind has data past its end (a frame at or after i + 1, audio up
-  to i + 1), or for a live source at `tick` once now >= i + 1 + grace and nothing of the kinds
-  it waits for is queued (a stalled camera or microphone, not a busy consumer).
+  to i + 1), or for a live source at `tick` once now >= i + 1 + grace, another kind has data
+  past its end and nothing of the kinds it waits for is queued (a stalled camera or
+  microphone, not a busy consumer nor the end of the stream).
 - a segment with no frame holds the last frame before it (the stream's first frame if none
   came before; zeros if the stream has no frame at all), as model.extract does; one with no
   audio is silence; both are listed in `missing`.
@@ -219,13 +220,16 @@ class Segmenter:
 
     def tick(self, now: float, stream_now: float,
              drained: Iterable[str] = KINDS) -> list[ClosedSegment]:
-        """Live sources: close every segment whose end is `grace` s past (stream time
-        `stream_now`) if the kinds it still waits for are `drained` (nothing of them queued:
-        stalled, not merely behind); their late data is then dropped."""
+        """Live sources: close a segment whose end is `grace` s past (stream time `stream_now`)
+        when another kind has data past its end and the kinds it still waits for are `drained`
+        (nothing of them queued: stalled, not merely behind); their late data is then dropped.
+        With every kind silent nothing is closed: the stream may have ended."""
         drained = set(drained)
         out = self._close_ready(now)
-        while (self.next + 1 + self.grace <= stream_now
-               and self._waiting_for(self.next) <= drained):
+        while self.next + 1 + self.grace <= stream_now:
+            waiting = self._waiting_for(self.next)
+            if waiting == set(self.kinds) or not waiting <= drained:
+                break
             out.append(self._close(self.next, now))
         return out
 

@@ -166,11 +166,13 @@ def test_live_tick_closes_after_grace_and_drops_late_frames():
     seg = Segmenter(index_features, 1, grace=0.5)
     seg.push(frame(0.2, 1))
     seg.push(Audio(0.0, np.zeros(8000, np.float32), RATE))  # audio stalls at 0.5 s
+    assert seg.tick(0.0, 5.0) == []  # both kinds silent: maybe the end, nothing is closed
+    seg.push(frame(1.1, 1))  # the picture goes on
     assert seg.tick(0.0, 1.4) == []
     assert seg.tick(0.0, 1.5, drained={"video"}) == []  # audio is queued: behind, not stalled
     closed = seg.tick(0.0, 1.5, drained={"video", "audio"})
     assert [s.index for s in closed] == [0]
-    seg.push(frame(0.9, 2))  # its segment is closed: late
+    seg.push(frame(0.9, 2))  # out of order and its segment is closed: late
     assert seg.late["video"] == 1
 
 
