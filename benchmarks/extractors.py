@@ -5,7 +5,8 @@ fp32 NCHW, fp32 channels_last and bf16 (autocast, channels_last).
     .venv/bin/python -m benchmarks.extractors --reps 9 --device cuda
 
 Random weights (speed does not depend on the values). Cases are interleaved within each repeat
-so a burst of load from other processes hits all of them alike; medians are reported. Batch 1
+so a burst of load from other processes hits all of them alike; medians of wall time and of
+process CPU time (all threads) per item are reported. Batch 1
 is the live case (one frame as it arrives, one example per segment); the larger batch is
 offline extraction. The log-mel front end (NumPy, per example) is timed too.
 """
@@ -31,10 +32,11 @@ CASES = {"fp32 NCHW": dict(precision="fp32", channels_last=False),
          "bf16 channels_last": dict(precision="bf16", channels_last=True)}
 
 
-def timed(fn: object, *args: object) -> float:
-    t0 = time.perf_counter()
+def timed(fn: object, *args: object) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds, all threads) of one call."""
+    t0, c0 = time.perf_counter(), time.process_time()
     fn(*args)  # type: ignore[operator]
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> None:
@@ -60,7 +62,7 @@ def main() -> None:
         ext[name] = (VisualExtractor(vnet, "ave", opts), AudioExtractor(anet, "ave", None, opts))
 
     load0 = os.getloadavg()[0]
-    times: dict[tuple[str, str], list[float]] = {}
+    times: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for rep in range(args.reps + 1):  # repeat 0 is the warm-up
         for name, (v, a) in ext.items():
             cases = {("VGG19", "1"): (v.frame_features, frames[:1]),
@@ -68,10 +70,11 @@ def main() -> None:
                      ("VGGish", "1"): (a.segments, segments[:1]),
                      ("VGGish", str(args.examples_batch)): (a.segments, segments)}
             for (net, batch), (fn, x) in cases.items():
-                dt = timed(fn, x)
+                wall, cpu = timed(fn, x)
                 if rep:
-                    times.setdefault((f"{net} {name}", batch), []).append(dt / len(x))
-    frontend = [timed(segment_example, segments[i % len(segments)]) for i in range(50)]
+                    times.setdefault((f"{net} {name}", batch), []).append(
+                        (wall / len(x), cpu / len(x)))
+    frontend = [timed(segment_example, segments[i % len(segments)])[0] for i in range(50)]
     load1 = os.getloadavg()[0]
 
     base = ext["fp32 NCHW"]
@@ -79,12 +82,13 @@ def main() -> None:
     ref_a = base[1].segments(segments[:4])
     print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{args.reps} repeats, load average {load0:.1f} -> {load1:.1f}")
-    print(f"{'case':34s} {'batch':>5s} {'ms/item':>9s} {'items/s':>8s}")
+    print(f"{'case':34s} {'batch':>5s} {'ms/item':>9s} {'items/s':>8s} {'CPU ms/item':>12s}")
     for (case, batch), ts in times.items():
-        med = statistics.median(ts)
-        print(f"{case:34s} {batch:>5s} {1e3 * med:9.1f} {1 / med:8.2f}")
-    print(f"{'log-mel front end (NumPy)':34s} {'1':>5s} {1e3 * statistics.median(frontend):9.2f} "
-          f"{1 / statistics.median(frontend):8.0f}")
+        wall = statistics.median(t for t, _ in ts)
+        cpu = statistics.median(c for _, c in ts)
+        print(f"{case:34s} {batch:>5s} {1e3 * wall:9.1f} {1 / wall:8.2f} {1e3 * cpu:12.1f}")
+    fe = statistics.median(frontend)
+    print(f"{'log-mel front end (NumPy)':34s} {'1':>5s} {1e3 * fe:9.2f} {1 / fe:8.0f}")
     for name, (v, a) in ext.items():
         dv = np.abs(v.frame_features(frames[:2]) - ref_v).max() / np.abs(ref_v).max()
         da = np.abs(a.segments(segments[:4]) - ref_a).max() / max(np.abs(ref_a).max(), 1e-12)
