@@ -1,7 +1,7 @@
 """Latency of one 10-segment JCA window at batch 1 on the CPU, per preset (eager, inference_mode).
 
     python -m benchmarks.window_latency                          # paper + reference, 2 threads
-    python -m benchmarks.window_latency --ablations --rounds 5
+    python -m benchmarks.window_latency --ablations --rounds 5 --exported
     python -m benchmarks.window_latency --set embed=128 --set layers=2 --presets paper
     python -m benchmarks.window_latency --write                  # update benchmarks/RESULTS.md
 
@@ -25,13 +25,13 @@ import torch
 
 from model.config import ABLATIONS, PRESETS, preset
 from model.errors import UserError, run_cli
-from model.network import JCANet, count_parameters
+from model.network import JCANet, export_window
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## JCA window latency"
 
 
-def time_round(model: JCANet, audio: torch.Tensor, visual: torch.Tensor, runs: int,
+def time_round(model: torch.nn.Module, audio: torch.Tensor, visual: torch.Tensor, runs: int,
                warmup: int) -> float:
     """Median seconds of one window over `runs` calls."""
     with torch.inference_mode():
@@ -80,6 +80,8 @@ def main() -> int:
     p.add_argument("--ablations", action="store_true", help="also time every Table 2 row")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every model (repeatable)")
+    p.add_argument("--exported", action="store_true",
+                   help="also time each model's export_window program (RNNs decomposed)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--warmup", type=int, default=30)
@@ -90,7 +92,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    models: dict[str, JCANet] = {}
+    models: dict[str, torch.nn.Module] = {}
     for name in args.presets:
         for ablation in (None, *ABLATIONS) if args.ablations else (None,):
             label = name + (f" / {ablation}" if ablation else "")
@@ -98,6 +100,9 @@ def main() -> int:
                 models[label] = JCANet(preset(name, ablation, **overrides)).eval()
             except (TypeError, ValueError) as e:
                 raise UserError(f"bad --set for {label}: {e}") from None
+    if args.exported:
+        for label in list(models):
+            models[f"{label} (exported)"] = export_window(models[label]).module()
     audio = torch.rand(1, 10, 128)  # (1, T, 128)
     visual = torch.rand(1, 10, 7, 7, 512)  # (1, T, 7, 7, 512)
 
@@ -128,7 +133,8 @@ def main() -> int:
     for label, model in models.items():
         med = statistics.median(rounds[label]) * 1e3
         spread = ", ".join(f"{t * 1e3:.2f}" for t in rounds[label])
-        lines.append(f"| {label} | {count_parameters(model)['total']:,} | {med:.2f} | {spread} |")
+        params = sum(p.numel() for p in model.parameters())
+        lines.append(f"| {label} | {params:,} | {med:.2f} | {spread} |")
     body = "\n".join(line for line in lines) + "\n"
     print(body)
     if args.write:

@@ -128,6 +128,9 @@ class PredictionHead(nn.Module):
 
 
 class JCANet(nn.Module):
+    """Audio encoder -> audio-guided early fusion -> visual encoder -> L co-attention layers ->
+    joint Bi-RNN + MLP; each part switched by the config (Table 2's rows)."""
+
     def __init__(self, cfg: JCAConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -196,8 +199,8 @@ class JCANet(nn.Module):
             v = self.visual_encoder(fused)  # (B, T, E)
         if self.coattention is not None:
             a, v = self.coattention(a, v)  # (B, T, E), (B, T, E)
-        joint = torch.cat([a, v], dim=-1) if a is not None and v is not None else (
-            a if a is not None else v)  # (B, T, d)
+        parts = [f for f in (a, v) if f is not None]
+        joint = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)  # (B, T, d)
         logits = self.head(joint)  # (B, T, C)
         if not return_attention:
             return logits
@@ -207,7 +210,7 @@ class JCANet(nn.Module):
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
-    """Trainable parameters per top-level submodule, plus "total"."""
+    """Parameters per top-level submodule, plus "total"."""
     counts = {name: sum(p.numel() for p in child.parameters())
               for name, child in model.named_children()}
     counts["total"] = sum(p.numel() for p in model.parameters())
