@@ -29,9 +29,12 @@ from streamer.clock import Clock
 
 VIDEO, AUDIO = "video", "audio"
 KINDS = (VIDEO, AUDIO)
-# Items a kind's queue holds before a live source drops its oldest (about 2 s of 30 fps video,
-# about 4 s of audio in 1024-sample blocks): memory stays bounded whatever the consumer does.
-DEFAULT_CAPACITY = {VIDEO: 64, AUDIO: 64}
+# Items a kind's queue holds at most (memory stays bounded whatever the consumer does: 32
+# frames of 1080p are 200 MB), and the stream time a live queue spans before it drops its
+# oldest: the same for both kinds, so a consumer that falls behind loses picture and sound of
+# the same moments, never one kind only.
+DEFAULT_CAPACITY = {VIDEO: 32, AUDIO: 256}
+LIVE_SPAN_S = 1.0
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -68,8 +71,11 @@ END = EndOfStream()
 class ItemQueue:
     """A bounded queue per kind behind one lock; `get` returns the oldest head across kinds."""
 
-    def __init__(self, drop_oldest: bool, capacity: dict[str, int] | None = None) -> None:
-        self.drop_oldest = drop_oldest
+    def __init__(self, drop_oldest: bool, capacity: dict[str, int] | None = None,
+                 max_span: float | None = None) -> None:
+        """drop_oldest: else `put` blocks when full; max_span: with drop_oldest, also drop
+        items more than this many seconds older than the newest of their kind."""
+        self.drop_oldest, self.max_span = drop_oldest, max_span
         self.capacity = dict(DEFAULT_CAPACITY if capacity is None else capacity)
         self._items: dict[str, deque[Item]] = {k: deque() for k in self.capacity}
         self._cond = threading.Condition()
@@ -92,7 +98,8 @@ class ItemQueue:
                 self._cond.wait()
             if self._closed:
                 return False
-            if len(q) >= cap:
+            while q and (len(q) >= cap or (self.max_span is not None
+                                           and item.t - q[0].t > self.max_span)):
                 q.popleft()
                 self.drops[item.kind] += 1
             q.append(item)
@@ -220,7 +227,8 @@ class Source:
         self.live = live  # drop the oldest when full (else block the producer)
         self.realtime = live if realtime is None else realtime  # items arrive at clock pace
         self.kinds = tuple(k for k in KINDS if any(k in p.kinds for p in producers))
-        self.queue = ItemQueue(drop_oldest=live, capacity=capacity)
+        self.queue = ItemQueue(drop_oldest=live, capacity=capacity,
+                               max_span=LIVE_SPAN_S if live else None)
         self._started = False
         self._closed = False
 

@@ -43,6 +43,22 @@ def test_drop_oldest_queue_keeps_newest_and_counts():
     assert q.high_water["video"] == 4
 
 
+def test_live_queue_spans_the_same_stream_time_for_both_kinds():
+    q = ItemQueue(drop_oldest=True, capacity={"video": 100, "audio": 100}, max_span=1.0)
+    q.register()
+    for i in range(40):  # 4 s of 10 fps video and of 0.05 s audio blocks, nobody consuming
+        q.put(frame(i / 10))
+        q.put(Audio(i / 10, np.zeros(800, np.float32), RATE))
+        q.put(Audio(i / 10 + 0.05, np.zeros(800, np.float32), RATE))
+    q.done()
+    kept = {"video": [], "audio": []}
+    while (item := q.get(0.01)) is not END:
+        kept[item.kind].append(item.t)
+    assert kept["video"] == pytest.approx([2.9 + i / 10 for i in range(11)])
+    assert kept["audio"][0] == pytest.approx(2.95) and kept["audio"][-1] == pytest.approx(3.95)
+    assert q.drops == {"video": 29, "audio": 59}
+
+
 def test_blocking_queue_loses_nothing_and_get_returns_oldest_across_kinds():
     q = ItemQueue(drop_oldest=False, capacity={"video": 2, "audio": 2})
     q.register()
