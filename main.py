@@ -47,8 +47,9 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
     ap.add_argument("--duration", type=float, metavar="S", help="stop after S s of stream")
     ap.add_argument("--fast", action="store_true",
                     help="replay/synthetic as fast as the pipeline goes, nothing dropped")
-    ap.add_argument("--av-offset", type=float, default=0.0, metavar="S",
-                    help="seconds the audio lags the picture (python -m calibrate measures it)")
+    ap.add_argument("--av-offset", type=float, metavar="S",
+                    help="seconds the audio lags the picture (default: what python -m "
+                         "calibrate.sync --save measured for this camera + mic or file, else 0)")
     ap.add_argument("--min-event", type=float, default=1.0, metavar="S",
                     help="shortest event interval kept (default 1)")
     ap.add_argument("--min-gap", type=float, default=2.0, metavar="S",

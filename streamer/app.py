@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ class AppOptions:
     headless: bool = False
     duration: float | None = None
     fast: bool = False
-    av_offset: float = 0.0
+    av_offset: float | None = None  # s; None: saved by calibrate.sync for this source, else 0
     min_event: float = 1.0
     min_gap: float = 2.0
     weights_dir: str | None = None
@@ -160,6 +160,21 @@ def open_source(opts: AppOptions) -> Source:
     raise UserError(f"unknown source {opts.source!r}: use --camera, --replay or --synthetic")
 
 
+def resolve_av_offset(opts: AppOptions, source: Source) -> float:
+    """--av-offset, else the offset `python -m calibrate.sync --save` measured for this camera +
+    microphone (or file), else 0."""
+    if opts.av_offset is not None or opts.source == "synthetic":
+        return opts.av_offset or 0.0
+    from calibrate.store import load_offset, source_key
+
+    saved = load_offset(source_key(source.name, opts.replay if opts.source == "replay" else None))
+    if saved is None:
+        return 0.0
+    say(f"note: A/V offset {saved.offset_ms:+.1f} ms measured {saved.measured} ({saved.path}); "
+        "--av-offset overrides it")
+    return saved.offset_ms / 1000
+
+
 def build(opts: AppOptions) -> Pipeline:
     """Everything from the options; user mistakes surface here as UserError, before any thread."""
     device = resolve_device(opts.device)
@@ -171,6 +186,7 @@ def build(opts: AppOptions) -> Pipeline:
         raise UserError("--checkpoint and --random-weights exclude each other: pick one")
     source = open_source(opts)  # a missing file or camera fails first, and fast
     try:
+        opts = replace(opts, av_offset=resolve_av_offset(opts, source))
         return _build(opts, device, source)
     except BaseException:
         source.close()
@@ -200,7 +216,7 @@ def _build(opts: AppOptions, device: str, source: Source) -> Pipeline:
             "checkpoint": model.name, "untrained": untrained,
             "frames_per_segment": k, "lookahead": opts.lookahead}
     pipe = Pipeline(source, visual.frame_features, audio, detector,
-                    options=PipelineOptions(frames_per_segment=k, av_offset=opts.av_offset,
+                    options=PipelineOptions(frames_per_segment=k, av_offset=opts.av_offset or 0.0,
                                             duration=opts.duration, untrained=untrained),
                     info=info)
     pipe.sinks = make_sinks(opts, pipe, model, untrained)
