@@ -1,6 +1,6 @@
 """Sources behind one interface: stamped frames and audio blocks from capture threads.
 
-    source = open_replay("clip.mp4", fast=True)       # or camera / microphone / synthetic
+    source = replay_source("clip.mp4", fast=True)     # or camera / microphone / synthetic
     source.start(Clock())
     for item in source:                               # Frame(t, rgb) / Audio(t, samples, rate)
         ...
@@ -8,8 +8,9 @@
 
 A source is a set of producers (capture threads, or a PortAudio callback) that only capture:
 they copy the data, stamp it on the stream clock and put it on one bounded `ItemQueue`. Live
-sources drop the oldest item of a kind when its queue is full and count the drop; `--fast`
-replay blocks the producer instead (nothing lost, deterministic). A producer's fault (camera
+sources drop the oldest item of a kind when its queue is full or spans more than
+LIVE_SPAN_S, and count the drop; `--fast` replay blocks the producer instead (nothing lost,
+deterministic). A producer's fault (camera
 lost, decode error) ends the source: the items captured before it are still delivered, then
 `get` raises it.
 """
