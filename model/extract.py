@@ -222,7 +222,9 @@ def seeded_splits(n: int, seed: int) -> list[str]:
 
 # ---- decoding ----------------------------------------------------------------------------------
 
-def _origin(container: av.container.InputContainer) -> float:
+def stream_origin(container: av.container.InputContainer) -> float:
+    """Stream time 0 of a file, in its own seconds: the container start, else the earliest stream
+    start. Offline extraction and live replay both count segments from here."""
     if container.start_time is not None:
         return container.start_time / 1e6
     starts = [float(s.start_time * s.time_base) for s in container.streams
@@ -340,7 +342,7 @@ def extract_file(path: Path, ex: Extractors, policy: ClipPolicy, max_windows: in
     try:
         with av.open(str(path)) as c:
             has_video, has_audio = bool(c.streams.video), bool(c.streams.audio)
-            origin = _origin(c)
+            origin = stream_origin(c)
     except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
         raise ClipError(f"cannot open ({_short(e)})") from None
     if not has_video:

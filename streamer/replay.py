@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from model.errors import UserError
-from model.extract import _origin as stream_origin  # stream time 0: the offline rule
+from model.extract import stream_origin  # stream time 0: the offline rule
 from streamer.clock import Clock
 from streamer.sources import AUDIO, VIDEO, Audio, Frame, ItemQueue, Source, ThreadProducer
 
