@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,7 @@ class Model:
     threshold: float  # calibrated event threshold (0 = none)
     untrained: bool
     name: str  # for the status line
+    meta: dict = field(default_factory=dict)  # the checkpoint's meta
 
 
 def load_model(opts: AppOptions) -> Model:
@@ -112,7 +113,7 @@ def load_model(opts: AppOptions) -> Model:
             ckpt.recipe is not None and ckpt.recipe.random_weights)
         return Model(net, ckpt.class_names, ckpt.recipe, calibrated_temperature(ckpt.meta),
                      float(calib.get("event_threshold", 0.0)), untrained,
-                     Path(opts.checkpoint).name)
+                     Path(opts.checkpoint).name, ckpt.meta)
     if not opts.random_weights:
         raise UserError("no checkpoint: pass --checkpoint FILE (train one with python -m "
                         "model.train), or --random-weights to run with untrained weights")
@@ -209,7 +210,7 @@ def _build(opts: AppOptions, device: str, source: Source) -> Pipeline:
     untrained = model.untrained or live_recipe.random_weights
     if untrained:
         say("UNTRAINED: random weights, the labels are meaningless (pass --checkpoint FILE)")
-    backend = make_backend(opts.backend, model.net, device)
+    backend = make_backend(opts.backend, model.net, device, meta=model.meta)
     detector = Detector(backend, model.class_names, lookahead=opts.lookahead,
                         temperature=model.temperature, device=device)
     info = {"source": source.name, "device": device, "backend": opts.backend,

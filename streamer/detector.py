@@ -15,6 +15,7 @@ calibrated temperature (1 without one).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,16 +46,24 @@ def eager_backend(model: nn.Module, device: str = "cpu") -> Backend:
     return run
 
 
-def make_backend(name: str, model: nn.Module, device: str = "cpu") -> Backend:
-    """`eager`, or any backend model.backends.build_backend knows (compile, tensorrt, auto)."""
-    if name == "eager":
+def make_backend(name: str, model: nn.Module, device: str = "cpu", precision: str = "fp32",
+                 meta: dict | None = None) -> Backend:
+    """`eager` in fp32, or what model.backends.build_backend builds (compile, tensorrt, auto,
+    other precisions). A precision the checkpoint's precision check (meta["precision"], python
+    -m calibrate.precision) found to lose accuracy on this device type is refused."""
+    from calibrate.policy import check_allowed
+
+    note = check_allowed(meta, precision, device)
+    if note is not None:
+        print(f"note: {note}", file=sys.stderr)
+    if name == "eager" and precision == "fp32":
         return eager_backend(model, device)
     try:
         from model.backends import build_backend
     except ImportError:
-        raise UserError(f"backend {name!r} is not available in this install; "
+        raise UserError(f"backend {name!r} in {precision} is not available in this install; "
                         "use --backend eager") from None
-    return build_backend(name, model, device, "fp32")
+    return build_backend(name, model, device, precision)
 
 
 def available_backends() -> list[str]:
