@@ -18,10 +18,8 @@ from streamer.app import CPU_FRAMES, GPU_FRAMES, AppOptions, run
 from streamer.detector import available_backends
 
 
-def parse_args(argv: list[str] | None = None) -> AppOptions:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__.split("\n\n", 1)[1])
+def add_source_and_model_args(ap: argparse.ArgumentParser) -> None:
+    """The source and model flags (also benchmarks.latency's); `app_options` reads them."""
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--camera", metavar="N", help="camera index or device path")
     src.add_argument("--replay", metavar="FILE", help="replay a video file as if it were live")
@@ -38,33 +36,45 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
                          f"the checkpoint's recipe or {GPU_FRAMES} on a GPU)")
     ap.add_argument("--lookahead", type=int, default=0, metavar="K",
                     help="label the segment K s back, with K s of future context (0..9)")
-    ap.add_argument("--log", default="runs/predictions.jsonl", metavar="FILE",
-                    help="prediction log, one JSON object per segment ('' for none)")
-    ap.add_argument("--events", default="runs/events.jsonl", metavar="FILE",
-                    help="event intervals, one JSON object per event ('' for none)")
-    ap.add_argument("--headless", action="store_true",
-                    help="no dashboard: one JSON object per segment on stdout, nothing else")
     ap.add_argument("--duration", type=float, metavar="S", help="stop after S s of stream")
     ap.add_argument("--fast", action="store_true",
                     help="replay/synthetic as fast as the pipeline goes, nothing dropped")
     ap.add_argument("--av-offset", type=float, metavar="S",
                     help="seconds the audio lags the picture (default: what python -m "
                          "calibrate.sync --save measured for this camera + mic or file, else 0)")
-    ap.add_argument("--min-event", type=float, default=1.0, metavar="S",
-                    help="shortest event interval kept (default 1)")
-    ap.add_argument("--min-gap", type=float, default=2.0, metavar="S",
-                    help="gaps shorter than this inside an event are bridged (default 2)")
     ap.add_argument("--weights-dir", metavar="DIR", help="extractor weights (model.weights)")
     ap.add_argument("--seed", type=int, default=0, help="seed of random weights")
-    a = ap.parse_args(argv)
+
+
+def app_options(a: argparse.Namespace, **outputs: object) -> AppOptions:
+    """AppOptions from the flags of `add_source_and_model_args`; `outputs`: the other fields."""
     source = "camera" if a.camera is not None else "replay" if a.replay is not None else "synthetic"
     return AppOptions(
         source=source, camera=a.camera, replay=a.replay, mic=a.mic, checkpoint=a.checkpoint,
         random_weights=a.random_weights, backend=a.backend, device=a.device,
-        frames_per_segment=a.frames_per_segment, lookahead=a.lookahead, log=a.log or None,
-        events=a.events or None, headless=a.headless, duration=a.duration, fast=a.fast,
-        av_offset=a.av_offset, min_event=a.min_event, min_gap=a.min_gap,
-        weights_dir=a.weights_dir, seed=a.seed)
+        frames_per_segment=a.frames_per_segment, lookahead=a.lookahead, duration=a.duration,
+        fast=a.fast, av_offset=a.av_offset, weights_dir=a.weights_dir, seed=a.seed,
+        **outputs)  # type: ignore[arg-type]
+
+
+def parse_args(argv: list[str] | None = None) -> AppOptions:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n", 1)[1])
+    add_source_and_model_args(ap)
+    ap.add_argument("--log", default="runs/predictions.jsonl", metavar="FILE",
+                    help="prediction log, one JSON object per segment ('' for none)")
+    ap.add_argument("--events", default="runs/events.jsonl", metavar="FILE",
+                    help="event intervals, one JSON object per event ('' for none)")
+    ap.add_argument("--headless", action="store_true",
+                    help="no dashboard: one JSON object per segment on stdout, nothing else")
+    ap.add_argument("--min-event", type=float, default=1.0, metavar="S",
+                    help="shortest event interval kept (default 1)")
+    ap.add_argument("--min-gap", type=float, default=2.0, metavar="S",
+                    help="gaps shorter than this inside an event are bridged (default 2)")
+    a = ap.parse_args(argv)
+    return app_options(a, log=a.log or None, events=a.events or None, headless=a.headless,
+                       min_event=a.min_event, min_gap=a.min_gap)
 
 
 def main(argv: list[str] | None = None) -> int:

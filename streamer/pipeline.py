@@ -41,6 +41,7 @@ class PipelineOptions:
     duration: float | None = None  # stream seconds, then stop
     grace: float = 0.5  # live: close a segment this long after its end whatever has arrived
     untrained: bool = False  # every record says so
+    incremental: bool = True  # VGG19 per selected frame on arrival (False: all at close)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -99,7 +100,8 @@ class Pipeline:
         self.options = options or PipelineOptions()
         self.segmenter = Segmenter(frame_features, self.options.frames_per_segment,
                                    kinds=source.kinds, av_offset=self.options.av_offset,
-                                   grace=self.options.grace)
+                                   grace=self.options.grace,
+                                   incremental=self.options.incremental)
         self.clock = Clock()
         self.summary = Summary(untrained=self.options.untrained)
         self._stop = threading.Event()

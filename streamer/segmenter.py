@@ -10,7 +10,9 @@ Segment i covers stream time [i, i + 1). The rules (docs/STREAMING.md):
 - frames: the model.extractors.sampling.select_frames rule, applied causally: each frame takes
   the targets (j + 0.5) / k it is the first frame at or after, and goes through VGG19 as soon as
   it arrives if it takes any; targets left when the segment's video is complete take its last
-  frame. The visual feature is the mean over the k selections.
+  frame. The visual feature is the mean over the k selections. With `incremental=False`
+  (a comparison baseline for benchmarks.latency) the selected frames wait and go through
+  VGG19 in one batch at close instead.
 - audio: placed by timestamp at 16 kHz (stream time minus `av_offset`), exactly 16,000 samples
   per segment; gaps are silence (zeros), samples of closed segments are dropped.
 - a segment closes once every kind has data past its end (a frame at or after i + 1, audio up
@@ -109,6 +111,7 @@ class _Open:
     frames: int = 0
     last_rgb: np.ndarray | None = None
     last_feature: np.ndarray | None = None  # the last frame's feature, if it was computed
+    pending: list[tuple[np.ndarray, int]] = field(default_factory=list)  # (rgb, targets taken)
     audio: np.ndarray = field(default_factory=lambda: np.zeros(SEGMENT_SAMPLES, np.float32))
     audio_samples: int = 0
     last_capture: float = 0.0
@@ -117,11 +120,13 @@ class _Open:
 class Segmenter:
     def __init__(self, frame_features: Callable[[np.ndarray], np.ndarray], k: int,
                  kinds: Sequence[str] = KINDS, av_offset: float = 0.0,
-                 grace: float = 0.5) -> None:
+                 grace: float = 0.5, incremental: bool = True) -> None:
         """frame_features: rgb (n, H, W, 3) uint8 -> (n, 7, 7, 512); k frames per segment;
         av_offset: seconds the audio lags the picture (audio time is shifted back by it);
-        grace: how long past a segment's end a live `tick` waits for late data."""
+        grace: how long past a segment's end a live `tick` waits for late data;
+        incremental: VGG19 on each selected frame as it arrives (else all of them at close)."""
         self.frame_features, self.k = frame_features, k
+        self.incremental = incremental
         self.kinds = tuple(kinds)
         self.av_offset, self.grace = av_offset, grace
         self.next = 0  # the oldest segment not yet closed
@@ -153,9 +158,13 @@ class Segmenter:
         return self._open[i]
 
     def _features(self, rgb: np.ndarray) -> np.ndarray:
+        return self._batch_features(rgb[None])[0]  # (7, 7, 512)
+
+    def _batch_features(self, rgbs: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
-        f = np.asarray(self.frame_features(rgb[None]), np.float32)[0]  # (7, 7, 512)
-        self.visual_frame_ms.append((time.perf_counter() - t0) * 1000)
+        f = np.asarray(self.frame_features(rgbs), np.float32)  # (n, 7, 7, 512)
+        ms = (time.perf_counter() - t0) * 1000
+        self.visual_frame_ms.extend([ms / len(rgbs)] * len(rgbs))
         return f
 
     def _push_frame(self, f: Frame) -> None:
@@ -172,7 +181,9 @@ class Segmenter:
         s.last_capture = max(s.last_capture, f.wall)
         taken = s.selector.offer(f.t - i)
         s.last_rgb, s.last_feature = f.rgb, None
-        if taken:
+        if taken and not self.incremental:
+            s.pending.append((f.rgb, taken))
+        elif taken:
             feat = self._features(f.rgb)
             s.last_feature = feat
             s.visual_sum = (np.zeros(VISUAL_SHAPE, np.float64) if s.visual_sum is None
@@ -279,6 +290,16 @@ class Segmenter:
             visual = self._held_feature()
         else:
             total = np.zeros(VISUAL_SHAPE, np.float64) if s.visual_sum is None else s.visual_sum
+            if s.pending:  # not incremental: the selected frames (+ the last for the rest)
+                rgbs = [rgb for rgb, _ in s.pending]
+                last_pending = s.pending[-1][0] is s.last_rgb
+                if s.selector.left and not last_pending:
+                    rgbs.append(s.last_rgb)
+                feats = self._batch_features(np.stack(rgbs))  # (n, 7, 7, 512)
+                for (_, taken), feat in zip(s.pending, feats, strict=False):
+                    total = total + taken * feat.astype(np.float64)
+                if last_pending or s.selector.left:
+                    s.last_feature = feats[-1]
             if s.selector.left:
                 if s.last_feature is None:
                     s.last_feature = self._features(s.last_rgb)
