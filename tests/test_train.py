@@ -221,11 +221,36 @@ def test_nan_met_mid_training_is_one_line_in_a_real_process(tiny_data, tmp_path)
     assert f"audio_feature.h5: clip {victim} has NaN" in r.stderr
 
 
-def test_resume_refuses_changed_options(tiny_data, tmp_path):
+def test_never_reads_the_test_split(tiny_data, tmp_path):
+    """Selection is on validation only: NaN in every test clip's features goes unnoticed."""
+    import h5py
+
+    d = tmp_path / "poisoned_test"
+    d.mkdir()
+    for f in tiny_data.iterdir():
+        if f.name != "visual_feature.h5":
+            (d / f.name).symlink_to(f)
+    with open_dataset(AVEPaths.from_dir(tiny_data)) as data:
+        test = data.split("test")
+        _, visual, _ = data.read(np.arange(data.n_clips))
+    visual[test] = np.nan
+    with h5py.File(d / "visual_feature.h5", "w") as f:
+        f.create_dataset("avadataset", data=visual)
+    with open_dataset(AVEPaths.from_dir(d)) as data:
+        result = train(data, tmp_path / "m.pt", TrainOptions(epochs=2, val_every=1,
+                                                             batch_size=8, overrides=TINY),
+                       log=None)
+    assert result.best_epoch >= 1
+
+
+def test_resume_refuses_changed_options(tiny_data, tmp_path, capsys):
     out = tmp_path / "r.pt"
     with open_dataset(AVEPaths.from_dir(tiny_data)) as data:
         opts = TrainOptions(epochs=1, batch_size=8, overrides=TINY)
-        train(data, out, opts, log=None)
+        lines = []
+        train(data, out, opts, log=lines.append, progress=True)
+        assert json.loads(lines[0])["val_accuracy"] is not None  # the last epoch validates
+        assert "best val" in capsys.readouterr().err  # the progress bar's status
         from model.errors import UserError
 
         with pytest.raises(UserError, match=r"changed: lr"):
