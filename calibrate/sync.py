@@ -28,6 +28,7 @@ from streamer.clock import Clock
 from streamer.sources import END, Audio, Frame, Source
 
 LIVE_SECONDS = 15.0
+LIVE_WARMUP = 1.0  # s of a live recording left out: the camera's exposure settling
 SAMPLE_RATE = 16000
 
 
@@ -39,9 +40,12 @@ class Recording:
     audio_t0: float  # stream time of audio[0]
 
 
-def record(source: Source, seconds: float | None = None, stride: int = 4) -> Recording:
+def record(source: Source, seconds: float | None = None, stride: int = 4,
+           warmup: float | None = None) -> Recording:
     """Drain a source (to its end, or `seconds` of stream time) into the two signals; only a
-    small grey copy of the previous frame is kept. Closes the source."""
+    small grey copy of the previous frame is kept. A live source's first `warmup` seconds
+    (default LIVE_WARMUP: auto-exposure and gain settling) are left out. Closes the source."""
+    skip = (LIVE_WARMUP if source.live else 0.0) if warmup is None else warmup
     times: list[float] = []
     change: list[float] = []
     blocks: list[Audio] = []
@@ -49,18 +53,16 @@ def record(source: Source, seconds: float | None = None, stride: int = 4) -> Rec
     clock = Clock()
     source.start(clock)
     try:
-        while True:
+        while not (source.live and seconds is not None and clock.now() >= seconds):
             item = source.get(0.1)
             if item is END:
                 break
-            if item is None:
-                if seconds is not None and clock.now() >= seconds:
-                    break
+            if item is None or item.t < skip:
                 continue
             if seconds is not None and item.t >= seconds:
-                if not source.live:
-                    break
-                continue
+                if source.live:
+                    continue
+                break
             if isinstance(item, Frame):
                 g = grey(item.rgb, stride)
                 change.append(0.0 if prev is None or prev.shape != g.shape
@@ -137,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     source, key = open_capture(args)
     seconds = args.seconds if args.seconds is not None or args.replay else LIVE_SECONDS
     if args.camera is not None:
-        print(f"recording {seconds:g} s from {source.name}: clap (or flash a light) 5-10 times "
-              "at irregular intervals, in view of the camera and close to the microphone",
+        print(f"recording {seconds:g} s from {source.name}: after the first second, clap (or "
+              "flash a light) 5-10 times at irregular intervals, in view of the camera and close "
+              "to the microphone",
               file=sys.stderr, flush=True)
     result = measure(record(source, seconds), opts)
     print(json.dumps({"key": key, **result.to_dict()}) if args.json else result.line(),

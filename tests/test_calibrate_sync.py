@@ -112,6 +112,21 @@ def test_injected_offsets_recovered_within_one_frame(tmp_path, capsys, offset_ms
     assert out["key"] == f"replay:{clip.resolve()}"
 
 
+def test_live_recording_stops_on_time_and_skips_the_warmup():
+    """A paced (live) source, as a camera + microphone would be: record() ends by the clock even
+    though items keep coming, and leaves out the first second."""
+    from streamer.synthetic import synthetic_source
+
+    script = FlashClick(offset=0.09, events=(0.3, 1.3, 2.04, 2.6, 3.36), duration=30.0)
+    source = synthetic_source(script, fast=False)
+    assert source.live
+    rec = sync.record(source, seconds=4.0)
+    assert rec.frame_times[0] >= sync.LIVE_WARMUP and rec.frame_times[-1] < 4.0
+    r = sync.measure(rec)
+    assert abs(r.offset_ms - 90) < 1000 / FPS
+    assert r.events == 4  # the flash at 0.3 s fell in the warm-up
+
+
 def test_save_is_the_streamers_default_offset(tmp_path, config_file, capsys):
     clip = write_clip(tmp_path / "c.mkv", FlashClick(offset=0.12, fps=30.0))
     opts = AppOptions(source="replay", replay=str(clip), fast=True)
