@@ -65,8 +65,8 @@ def comparison_rows(comp: dict[str, Any]) -> list[str]:
             "same repeat)", "",
             "| variant | K | mode | close->label p50 / p95 / p99 ms | extraction p50 ms | "
             "model p50 ms | VGG19/frame p50 ms | RTF | drops | ratio close->label p50 | "
-            "ratio p95 | ratio RTF |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "ratio p95 | ratio model p50 | ratio RTF |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for v in comp["variants"]:
         c = v["close_to_label"]
         rows.append(
@@ -74,24 +74,26 @@ def comparison_rows(comp: dict[str, Any]) -> list[str]:
             f"{fmt(c['p99'])} | {fmt(v['extraction_p50'])} | {fmt(v['model_p50'])} | "
             f"{fmt(v['frame_p50'])} | {ratio_text(v['rtf'])} | {v['drops']} | "
             f"{ratio_text(v['ratio_close_to_label_p50'])} | "
-            f"{ratio_text(v['ratio_close_to_label_p95'])} | {ratio_text(v['ratio_rtf'])} |")
+            f"{ratio_text(v['ratio_close_to_label_p95'])} | "
+            f"{ratio_text(v['ratio_model_p50'])} | {ratio_text(v['ratio_rtf'])} |")
     for name, why in comp.get("skipped", {}).items():
-        rows.append(f"| {name} | - | - | not run: {why} | | | | | | | | |")
+        rows.append(f"| {name} | - | - | not run: {why} | | | | | | | | | |")
     return rows
 
 
 def stream_rows(streams: dict[str, Any]) -> list[str]:
     rows = ["| N | RTF (worst stream) | drops | close->label p50 / p95 / p99 ms | "
-            "VGG19 mean batch, busy | VGGish mean batch, busy | model mean batch, busy | "
-            "real time |", "|---|---|---|---|---|---|---|---|"]
+            "VGG19/frame p50 ms (incl. queue) | VGG19 mean batch, busy | VGGish mean batch, busy "
+            "| model mean batch, busy | real time |", "|---|---|---|---|---|---|---|---|---|"]
     for r in streams["runs"]:
-        c = r["stages"]["close_to_label"]
+        st = r["stages"]
+        c = st["close_to_label"]
         w = r["workers"]
         cells = [f"{w[n]['mean_batch']:.1f}, {100 * w[n]['utilization']:.0f}%"
                  for n in ("vgg19", "vggish", "model")]
         rows.append(f"| {r['streams']} | {fmt(r['rtf'], 2)} | {r['drops']} | {fmt(c['p50'])} / "
-                    f"{fmt(c['p95'])} / {fmt(c['p99'])} | {' | '.join(cells)} | "
-                    f"{'yes' if r['kept_up'] else 'no'} |")
+                    f"{fmt(c['p95'])} / {fmt(c['p99'])} | {fmt(st['frame']['p50'])} | "
+                    f"{' | '.join(cells)} | {'yes' if r['kept_up'] else 'no'} |")
     return rows
 
 
