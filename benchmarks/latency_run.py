@@ -277,6 +277,8 @@ def measure(parts: Parts, spec: RunSpec, log: str | Path) -> dict[str, Any]:
     busy = BusyClock(source)
     pipe.run()
     end = time.perf_counter()
+    if pipe.summary.interrupted:  # Ctrl+C ends the benchmark, not just this run
+        raise KeyboardInterrupt
     if pipe.summary.error is not None:
         raise pipe.summary.error
     expected = expected_segments(parts, spec, pipe.segmenter.data_end())

@@ -179,8 +179,15 @@ def run_streams(parts: Parts, spec: RunSpec, n: int, log_dir: str | Path) -> dic
         threads = [threading.Thread(target=go, args=(i,), name=f"stream{i}") for i in range(n)]
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        try:
+            for t in threads:
+                t.join()
+        except KeyboardInterrupt:  # end every stream (each flushes), then stop
+            for pipe, *_ in runs:
+                pipe.stop()
+            for t in threads:
+                t.join()
+            raise
         wall = time.perf_counter() - t0
         if errors:
             raise errors[0]

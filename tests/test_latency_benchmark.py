@@ -259,3 +259,17 @@ def test_cli_real_extractors(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "Traceback" not in bad.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_streams_real_extractors(tmp_path):
+    """The CUDA path: extractors and model on the GPU, batched across streams."""
+    argv = ["--synthetic", "--random-weights", "--device", "cuda", "--fast", "--duration", "3",
+            "--streams", "2", "--streams-seconds", "3", "--json", str(tmp_path / "g.json")]
+    report = benchmark(argv)
+    assert report["config"]["device"].startswith("cuda") and report["config"]["k"] == 16
+    check_run(report["main"], k=16)
+    run = report["streams"]["runs"][0]
+    check_run(run, k=16)
+    assert run["workers"]["vgg19"]["items"] == 16 * run["segments"]
