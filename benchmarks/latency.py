@@ -250,7 +250,8 @@ def run(a: argparse.Namespace, parts: Parts, command: str) -> dict[str, Any]:
         comparisons = []
         if "incremental" in a.compare:
             comparisons.append(compare(
-                parts, "incremental", f"Incremental extraction vs all {parts.k} frames at close",
+                parts, "incremental",
+                f"Incremental extraction vs the K = {parts.k} selected frames at close",
                 [replace(short, name="incremental"),
                  replace(short, name="all at close", incremental=False)], a.repeat, tmp))
         if "backends" in a.compare:
@@ -314,6 +315,16 @@ def benchmark(argv: list[str], parts: Parts | None = None) -> dict[str, Any]:
     """Run what the flags ask for, write the files; the report. `parts`: prebuilt extractors
     and model (tests); by default what main.py builds from the same flags."""
     a = parse_args(argv)
+    for path in (a.json, a.markdown, a.png):  # fail now, not after minutes of measuring
+        folder = Path(path or a.json).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create {folder} ({e.strerror}); pass writable "
+                            "--json/--markdown/--png paths") from None
+        if not os.access(folder, os.W_OK):
+            raise UserError(f"{folder} is not writable; pass writable --json/--markdown/--png "
+                            "paths")
     opts = app_options(a, log=None, events=None, headless=True)
     parts = parts or Parts.from_app(opts)
     report = run(a, parts, "python -m benchmarks.latency " + shlex.join(argv))
