@@ -33,7 +33,9 @@ _STRICT = ("visual_weights", "visual_preprocess", "audio_weights", "audio_postpr
 
 @dataclass(frozen=True)
 class FeatureRecipe:
-    visual_weights: str  # identity of the VGG19 weights, e.g. "vgg19-keras:sha256:ab12..." or "random:seed=0"
+    # identity of the VGG19 weights: "vgg19-keras-imagenet" (verified published file),
+    # "<file>:sha256:<12 hex>" (any other file) or "random:seed=N"
+    visual_weights: str
     visual_preprocess: str  # "ave" (Keras caffe mode, resize to 224 without crop) or "torchvision"
     frames_per_segment: int  # K frames sampled uniformly per 1 s segment and averaged
     audio_weights: str  # identity of the VGGish weights
