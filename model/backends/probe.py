@@ -1,0 +1,165 @@
+"""What can run here: device checks, each backend's missing piece, and the `auto` rule.
+
+    resolve_backend("auto", "cpu")   # -> ("aot", "auto picked aot: no GPU here; ...")
+    unavailable("tensorrt", "cpu")   # -> "backend tensorrt runs only on a CUDA GPU: ..." or None
+
+The `auto` rule (fastest correct path first, as measured in benchmarks/RESULTS.md "Backends"):
+  CUDA GPU:  tensorrt (torch-tensorrt installed) > compile (torch.compile + CUDA graphs; needs
+             Triton) > eager.
+  CPU:       aot (AOTInductor; needs a working C++ compiler to build, cached on disk) > eager.
+             aot and tensorrt run fp32 and fp16 only (bf16 autocast cannot reach their kernels),
+             so bf16 picks compile (GPU) or eager (CPU).
+             `export` (the decomposed program run op by op) is slower than eager on the CPU and
+             `compile` (JIT inductor) slower than aot and recompiles at every start.
+The probes are cheap (an import, `<compiler> --version`); nothing is timed at start-up.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+
+import torch
+
+from model.errors import UserError
+
+BACKENDS = ("auto", "eager", "export", "compile", "aot", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "bf16")
+TENSORRT_INSTALL = "pip install -e '.[tensorrt]' on a machine with a CUDA GPU"
+
+
+def check_device(device: str) -> str:
+    """Normalised device string; UserError for an unknown one or CUDA without a GPU."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserError(f"unknown device {device!r}: use cpu or cuda[:N]") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"unknown device {device!r}: use cpu or cuda[:N]")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device {device} requested but this torch has no CUDA GPU "
+                            f"(torch {torch.__version__}): use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UserError(f"device {device} does not exist: this machine has "
+                            f"{torch.cuda.device_count()} GPU(s)")
+    return str(dev)
+
+
+def check_precision(precision: str, device: str) -> None:
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    cuda = torch.device(device).type == "cuda"
+    if precision == "fp16" and not cuda:
+        raise UserError("precision fp16 needs a CUDA GPU: on the CPU use --precision fp32 or bf16")
+    if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+        raise UserError(f"this GPU ({torch.cuda.get_device_name(device)}) has no bf16: use "
+                        "--precision fp16 or fp32")
+
+
+@functools.cache
+def cpp_compiler() -> str | None:
+    """The C++ compiler inductor would use on the CPU, or None if it finds none that runs."""
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        return get_cpp_compiler()
+    except Exception:  # inductor raises its own InvalidCxxCompiler, or fails to import
+        return None
+
+
+@functools.cache
+def has_triton() -> bool:
+    try:
+        from torch.utils._triton import has_triton as triton_ok
+
+        return bool(triton_ok())
+    except Exception:
+        return False
+
+
+@functools.cache
+def tensorrt_version() -> str | None:
+    """torch-tensorrt's version if it imports (it fails to on a CPU build of torch), else None."""
+    if importlib.util.find_spec("torch_tensorrt") is None:
+        return None
+    try:
+        import torch_tensorrt
+
+        return str(torch_tensorrt.__version__)
+    except Exception:  # its CUDA libraries missing: ImportError, OSError, RuntimeError...
+        return None
+
+
+def unavailable(name: str, device: str, precision: str = "fp32") -> str | None:
+    """None if backend `name` can run on `device` at `precision`, else one line naming the
+    missing piece and the fix."""
+    cuda = torch.device(device).type == "cuda"
+    if precision == "bf16" and name in ("aot", "tensorrt"):
+        # their kernels are fixed at build time, so bf16 would mean a whole-bf16 model, whose
+        # labels drift from fp32's (99.4% agreement measured in tests/test_backends.py)
+        return (f"backend {name} has no mixed bf16 (a whole-bf16 model's labels drift): use "
+                f"--precision {'fp16 or fp32' if cuda else 'fp32'}, or bf16 with --backend "
+                "eager or compile")
+    if name in ("eager", "export"):
+        return None
+    if name == "compile":
+        if cuda and not has_triton():
+            return ("backend compile on a GPU needs Triton, which did not import: "
+                    "pip install triton (CUDA builds of torch ship it), or use --backend eager")
+        if not cuda and cpp_compiler() is None:
+            return ("backend compile on the CPU needs a C++ compiler for inductor and none runs: "
+                    "install one (apt-get install g++), or use --backend export")
+        return None
+    if name == "aot":
+        if cpp_compiler() is None:
+            return ("backend aot needs a C++ compiler for AOTInductor and none runs: install one "
+                    "(apt-get install g++), or use --backend eager")
+        if cuda and not has_triton():
+            return ("backend aot on a GPU needs Triton, which did not import: pip install triton, "
+                    "or use --backend compile")
+        return None
+    if name == "tensorrt":
+        if not cuda:
+            return ("backend tensorrt runs only on a CUDA GPU: pass --device cuda on a GPU "
+                    "machine, or use --backend compile on the CPU")
+        if tensorrt_version() is None:
+            return ("backend tensorrt needs torch-tensorrt, which is not installed: "
+                    f"{TENSORRT_INSTALL}")
+        return None
+    raise UserError(f"unknown backend {name!r}: use one of {', '.join(BACKENDS)}")
+
+
+def resolve_backend(name: str, device: str = "cpu", precision: str = "fp32") -> tuple[str, str]:
+    """(backend to build, why). `auto` takes the first that can run by the rule above; a named
+    backend that cannot run raises UserError with the missing piece."""
+    device = check_device(device)
+    if name != "auto":
+        why = unavailable(name, device, precision)
+        if why is not None:
+            raise UserError(why)
+        return name, f"{name}: asked for"
+    cuda = torch.device(device).type == "cuda"
+    order = ("tensorrt", "compile", "eager") if cuda else ("aot", "eager")
+    skipped = []
+    for candidate in order:
+        why = unavailable(candidate, device, precision)
+        if why is None:
+            return candidate, _auto_reason(candidate, device, skipped)
+        skipped.append(why.split(":")[0])  # "backend tensorrt needs torch-tensorrt, which ..."
+    raise AssertionError("eager is always available")
+
+
+def _auto_reason(name: str, device: str, skipped: list[str]) -> str:
+    if name == "tensorrt":
+        gpu = torch.cuda.get_device_name(device)
+        because = f"a CUDA GPU ({gpu}) and torch-tensorrt {tensorrt_version()} are here"
+    elif name == "compile" and torch.device(device).type == "cuda":
+        because = "torch.compile with CUDA graphs is the fastest path without TensorRT"
+    elif name == "aot":
+        because = (f"no GPU here; AOTInductor (C++ compiler {cpp_compiler()}) is the fastest CPU "
+                   "path measured for the window, and its engine is cached on disk")
+    else:
+        because = "nothing faster can run here"
+    lead = "; ".join(skipped)
+    return f"auto picked {name}: {because}" + (f" ({lead})" if lead else "")
