@@ -32,8 +32,8 @@ from calibrate.temperature import (
     fit_temperature,
     nll,
     reliability,
-    softmax,
 )
+from model.calibration import softmax
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.data import PAD_MODES, SEGMENTS
 from model.errors import UserError, run_cli

@@ -28,13 +28,6 @@ T_RANGE = (0.05, 20.0)
 GOLDEN = (math.sqrt(5) - 1) / 2
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, np.float64) / temperature
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
     """Mean negative log-likelihood of softmax(logits / T) at the labels."""
     z = np.asarray(logits, np.float64).reshape(-1, np.shape(logits)[-1]) / temperature

@@ -30,6 +30,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from model.calibration import calibrated_temperature
 from model.checkpoint import Checkpoint, load_checkpoint
 from model.data import PAD_MODES, SEGMENTS, AVEData, window_for_segment
 from model.errors import UserError, run_cli
@@ -39,7 +40,8 @@ from model.train import add_data_args, open_from_args, predict
 
 @torch.no_grad()
 def stream_predict(model: torch.nn.Module, data: AVEData, split: str, pad: str = "repeat-first",
-                   batch_size: int = 64, cache: bool | None = None) -> np.ndarray:
+                   batch_size: int = 64, cache: bool | None = None,
+                   temperature: float = 1.0) -> np.ndarray:
     """Streaming probabilities (10, n, 10, C): [k, i, t] labels segment t of clip i from the
     window that ends at min(t + k, 9), as a live stream that starts at the clip's first segment
     and ends at its last would (model.data.window_for_segment)."""
@@ -53,7 +55,7 @@ def stream_predict(model: torch.nn.Module, data: AVEData, split: str, pad: str =
         wv = np.stack([window_for_segment(v, e, 0, pad)[0] for v in visual
                        for e in range(SEGMENTS)])  # (b * 10, 10, 7, 7, 512)
         logits = model(torch.from_numpy(wa), torch.from_numpy(wv))  # (b * 10, 10, C)
-        probs = torch.softmax(logits.float(), -1).numpy()
+        probs = torch.softmax(logits.float() / temperature, -1).numpy()
         outs.append(probs.reshape(len(audio), SEGMENTS, SEGMENTS, -1))  # (b, end, pos, C)
     by_end = np.concatenate(outs)  # (n, 10 window ends, 10 positions, C)
     result = np.empty((SEGMENTS, by_end.shape[0], SEGMENTS, by_end.shape[-1]), np.float32)
@@ -70,16 +72,18 @@ def evaluate(model: torch.nn.Module, ckpt: Checkpoint, data: AVEData, split: str
              batch_size: int = 64, streaming: bool = True, pad: str = "repeat-first",
              cache: bool | None = None, ece_bins: int = 15
              ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """All metrics of a split (JSON-ready dict) and the arrays behind them."""
+    """All metrics of a split (JSON-ready dict) and the arrays behind them. Probabilities use the
+    checkpoint's calibrated temperature (1 when uncalibrated), as the live detector does."""
     check_compatible(ckpt, data)
-    probs, labels = predict(model, data, split, batch_size, cache=cache)
-    report: dict[str, Any] = {"split": split, "checkpoint": ckpt.path,
+    t = calibrated_temperature(ckpt.meta)
+    probs, labels = predict(model, data, split, batch_size, cache=cache, temperature=t)
+    report: dict[str, Any] = {"split": split, "checkpoint": ckpt.path, "temperature": t,
                               "clips": len(labels), "class_names": list(data.class_names),
                               **summarize(probs, labels, data.class_names, ece_bins)}
     arrays = {"probs": probs, "labels": labels, "clips": data.split(split),
               "class_names": np.array(data.class_names)}
     if streaming:
-        stream = stream_predict(model, data, split, pad, batch_size, cache)
+        stream = stream_predict(model, data, split, pad, batch_size, cache, temperature=t)
         report["streaming"] = {"pad": pad, "accuracy_by_lookahead": {
             str(k): pooled_accuracy(stream[k], labels) for k in range(SEGMENTS)}}
         arrays["stream_probs"] = stream

@@ -112,13 +112,15 @@ def compute_loss(name: str, logits: torch.Tensor, labels: torch.Tensor) -> torch
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, data: AVEData, split: str, batch_size: int = 64,
-            cache: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax probabilities (n, 10, C) float32 and labels (n, 10) of a split, in its file order."""
+            cache: bool | None = None, temperature: float = 1.0
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities softmax(logits / T) (n, 10, C) float32 and labels (n, 10) of a split, in its
+    file order."""
     model.eval()
     probs, labels = [], []
     for audio, visual, y in data.batches(split, batch_size, cache=cache):
         logits = model(torch.from_numpy(audio), torch.from_numpy(visual))  # (B, 10, C)
-        probs.append(torch.softmax(logits.float(), -1).numpy())
+        probs.append(torch.softmax(logits.float() / temperature, -1).numpy())
         labels.append(y)
     return np.concatenate(probs), np.concatenate(labels)
 

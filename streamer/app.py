@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 
+from model.calibration import calibrated_temperature
 from model.errors import UserError
 from model.recipe import FeatureRecipe
 from streamer.detector import (
     Detector,
-    calibrated_temperature,
     check_recipe,
     make_backend,
 )

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from model.calibration import softmax
 from model.data import SEGMENTS
 from model.errors import UserError
 from model.recipe import FeatureRecipe
@@ -82,22 +83,6 @@ def check_recipe(trained: FeatureRecipe, live: FeatureRecipe, what: str) -> list
         raise UserError(f"{what} was trained on features of another recipe ({'; '.join(bad)}); "
                         "run with the extractor weights and preprocessing it was trained on")
     return trained.notes(live)
-
-
-def calibrated_temperature(meta: dict | None) -> float:
-    t = ((meta or {}).get("calibration") or {}).get("temperature", 1.0)
-    if not isinstance(t, int | float) or not t > 0:
-        raise UserError(f"checkpoint calibration temperature must be a positive number, got {t!r};"
-                        " re-run calibration")
-    return float(t)
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """(..., C) logits -> probabilities (float64, each row sums to 1)."""
-    z = np.asarray(logits, np.float64) / temperature
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from calibrate import confidence, temperature
+from model.calibration import softmax
 from model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from model.data import AVEPaths, open_dataset
 from model.errors import UserError
@@ -53,7 +54,7 @@ def test_fit_recovers_a_known_temperature(t_true):
 def test_scaling_never_changes_a_label_and_lowers_ece_of_an_overconfident_model():
     z, y = draw(2.0)
     t = temperature.fit_temperature(z, y)
-    before, after = temperature.softmax(z), temperature.softmax(z, t)
+    before, after = softmax(z), softmax(z, t)
     assert (before.argmax(1) == after.argmax(1)).all()
     assert expected_calibration_error(after, y) < expected_calibration_error(before, y) / 3
 
@@ -65,7 +66,7 @@ def test_event_threshold_is_the_f1_best_cut():
     logits = rng.normal(0, 1, (n, c))
     logits[np.arange(n), y] += 1.2  # informative but noisy
     logits[:, c - 1] -= 0.8  # biased towards events: a threshold pays
-    probs = temperature.softmax(logits)
+    probs = softmax(logits)
     p, f1 = temperature.fit_event_threshold(probs, y, background=c - 1)
     conf, pred = probs.max(1), probs.argmax(1)
     best = max(event_f1(np.where((pred != c - 1) & (conf < q), c - 1, pred), y, c - 1)["f1"]
@@ -80,7 +81,7 @@ def test_event_threshold_is_the_f1_best_cut():
 
 def test_reliability_bins_give_the_metrics_ece():
     z, y = draw(1.7, n=3000, seed=5)
-    probs = temperature.softmax(z)
+    probs = softmax(z)
     edges, acc, conf, counts = temperature.reliability(probs, y, bins=15)
     has = counts > 0
     ece = float(np.sum(counts[has] / counts.sum() * np.abs(acc[has] - conf[has])))
@@ -132,7 +133,7 @@ def test_cli_lowers_ece_on_val_and_the_streamer_applies_the_result(trained, caps
         z = net(torch.from_numpy(a), torch.from_numpy(v)).double().numpy().reshape(-1, 5)
     y = y.reshape(-1)
     assert cal["temperature"] == pytest.approx(temperature.fit_temperature(z, y), rel=1e-4)
-    after = temperature.softmax(z, cal["temperature"])
+    after = softmax(z, cal["temperature"])
     assert cal["ece_after"] == pytest.approx(expected_calibration_error(after, y), abs=1e-5)
 
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from model.checkpoint import save_checkpoint
+from model.checkpoint import load_checkpoint, save_checkpoint
 from model.config import preset
 from model.data import AVEPaths, open_dataset
 from model.errors import UserError
-from model.evaluate import check_compatible, stream_predict
+from model.evaluate import check_compatible, evaluate, stream_predict
 from model.metrics import (
     confusion_matrix,
     event_f1,
@@ -162,6 +162,28 @@ def test_streaming_windows_match_hand_built_live_windows(setup):
                                  torch.from_numpy(v[i, ids][None]))
                 want = torch.softmax(logits, -1)[0, pos].numpy()
                 np.testing.assert_allclose(stream[k, i, t], want, atol=1e-5)
+
+
+def test_evaluation_applies_the_calibrated_temperature(setup, tmp_path):
+    """A calibrated checkpoint is evaluated as the live detector runs it: softmax(logits / T)."""
+    d, _, net = setup
+    with open_dataset(AVEPaths.from_dir(d)) as data:
+        names = data.class_names
+        calibrated = tmp_path / "calibrated.pt"
+        save_checkpoint(calibrated, net, names, None, {"calibration": {"temperature": 2.5}})
+        model, ckpt = load_checkpoint(calibrated)
+        report, arrays = evaluate(model, ckpt, data, "test", streaming=True)
+        a, v, _ = data.read(data.split("test"))
+    with torch.no_grad():
+        logits = net(torch.from_numpy(a), torch.from_numpy(v)).double().numpy()  # (n, 10, C)
+    z = logits / 2.5
+    want = np.exp(z - z.max(-1, keepdims=True))
+    want /= want.sum(-1, keepdims=True)
+    assert report["temperature"] == 2.5
+    np.testing.assert_allclose(arrays["probs"], want, atol=1e-5)
+    np.testing.assert_allclose(arrays["stream_probs"][9], want, atol=1e-5)
+    assert report["ece"] == pytest.approx(
+        expected_calibration_error(arrays["probs"], arrays["labels"], report["ece_bins"]))
 
 
 def test_checkpoint_must_match_the_dataset(setup, tmp_path):

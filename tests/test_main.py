@@ -14,13 +14,13 @@ import torch
 from stream_fakes import CLASSES, tiny_model
 
 import main
+from model.calibration import softmax
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.data import window_for_segment
 from model.errors import UserError
 from model.extract import ClipPolicy, extract_file
 from model.extractors import build_extractors
 from streamer.app import AppOptions, build, run
-from streamer.detector import softmax
 from streamer.synthetic import Script, write_media
 
 ROOT = Path(__file__).resolve().parents[1]

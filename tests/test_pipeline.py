@@ -14,10 +14,11 @@ import pytest
 import torch
 from stream_fakes import CLASSES, FakeAudio, FakeVisual, fake_extractors, tiny_model
 
+from model.calibration import calibrated_temperature, softmax
 from model.data import window_for_segment
 from model.errors import UserError
 from model.extract import ClipPolicy, extract_file
-from streamer.detector import Detector, calibrated_temperature, eager_backend, softmax
+from streamer.detector import Detector, eager_backend
 from streamer.intervals import intervals
 from streamer.pipeline import Pipeline, PipelineOptions
 from streamer.replay import DecodeError, replay_source
