@@ -46,6 +46,27 @@ def time_round(model: torch.nn.Module, audio: torch.Tensor, visual: torch.Tensor
     return statistics.median(times)
 
 
+def idle_percent(seconds: float = 2.0) -> float:
+    """Share of the machine's CPU time that was idle over the next `seconds` (Linux)."""
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, total
+
+    idle0, total0 = sample()
+    time.sleep(seconds)
+    idle1, total1 = sample()
+    return 100.0 * (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def wait_until_idle(percent: float, limit: float) -> float:
+    """Wait (at most `limit` seconds) for a quiet moment; returns the last idle share seen."""
+    deadline = time.monotonic() + limit
+    while True:
+        idle = idle_percent()
+        if idle >= percent or time.monotonic() > deadline:
+            return idle
+
+
 def parse_overrides(items: list[str]) -> dict[str, object]:
     out: dict[str, object] = {}
     for item in items:
@@ -89,6 +110,8 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--pause", type=float, default=0.0, help="seconds to wait between rounds")
+    p.add_argument("--wait-idle", type=float, default=0.0, metavar="PCT",
+                   help="before each round wait (up to 10 min) until PCT%% of the CPU is idle")
     p.add_argument("--write", action="store_true", help=f"write the table into {RESULTS}")
     args = p.parse_args()
     overrides = parse_overrides(args.set)
@@ -109,16 +132,20 @@ def main() -> int:
     visual = torch.rand(1, 10, 7, 7, 512)  # (1, T, 7, 7, 512)
 
     loads = [os.getloadavg()[0]]
+    idles: list[float] = []
     rounds: dict[tuple[str, int], list[float]] = {
         (label, n): [] for n in args.threads for label in models}
     for r in range(args.rounds):
         if r and args.pause:
             time.sleep(args.pause)
+        if args.wait_idle:
+            idles.append(wait_until_idle(args.wait_idle, limit=600))
         for (label, threads), times in rounds.items():
             torch.set_num_threads(threads)
             times.append(time_round(models[label], audio, visual, args.runs, args.warmup))
         loads.append(os.getloadavg()[0])
-        print(f"round {r + 1}/{args.rounds} (load {loads[-1]:.1f}): " + ", ".join(
+        print(f"round {r + 1}/{args.rounds} (load {loads[-1]:.1f}"
+              + (f", idle before {idles[-1]:.0f}%" if idles else "") + "): " + ", ".join(
             f"{label} x{n} {t[-1] * 1e3:.2f} ms" for (label, n), t in rounds.items()), flush=True)
 
     cmd = "python -m benchmarks.window_latency " + " ".join(
@@ -134,7 +161,11 @@ def main() -> int:
         f"Each figure: median over {args.rounds} rounds of the median of {args.runs} calls "
         f"after {args.warmup} warm-up calls; the rounds were interleaved across the rows. "
         f"Load average (1 min) before and after each round: "
-        f"{', '.join(f'{x:.1f}' for x in loads)}: other processes shared the 2 cores.",
+        f"{', '.join(f'{x:.1f}' for x in loads)}: other processes shared the 2 cores."
+        + (f" Each round started once the CPU was at least {args.wait_idle:.0f}% idle over 2 s "
+           f"(idle seen: {', '.join(f'{x:.0f}%' for x in idles)}), so these figures describe a "
+           "quiet moment of the machine; without --wait-idle they are slower and vary widely."
+           if args.wait_idle else ""),
         *([f"Config overrides: `{overrides}`.", ""] if overrides else [""]),
         "| model | threads | parameters | ms / window (median) | fastest round "
         "| round medians, ms |",
