@@ -72,9 +72,12 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
                     help="shortest event interval kept (default 1)")
     ap.add_argument("--min-gap", type=float, default=2.0, metavar="S",
                     help="gaps shorter than this inside an event are bridged (default 2)")
+    ap.add_argument("--overlay", metavar="OUT.mp4",
+                    help="also write the stream's video and sound with the label, confidence and "
+                         "attention map drawn on each frame")
     a = ap.parse_args(argv)
     return app_options(a, log=a.log or None, events=a.events or None, headless=a.headless,
-                       min_event=a.min_event, min_gap=a.min_gap)
+                       min_event=a.min_event, min_gap=a.min_gap, overlay=a.overlay)
 
 
 def main(argv: list[str] | None = None) -> int:

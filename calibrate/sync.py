@@ -24,12 +24,12 @@ import numpy as np
 from calibrate.avsync import SyncOptions, SyncResult, brightening, estimate_offset, grey
 from calibrate.store import config_path, save_offset, source_key
 from model.errors import UserError, run_cli
+from model.extractors.vggish_frontend import SAMPLE_RATE
 from streamer.clock import Clock
 from streamer.sources import END, Audio, Frame, Source
 
 LIVE_SECONDS = 15.0
 LIVE_WARMUP = 1.0  # s of a live recording left out: the camera's exposure settling
-SAMPLE_RATE = 16000
 
 
 @dataclass(frozen=True)

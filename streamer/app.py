@@ -19,6 +19,7 @@ import torch
 
 from model.calibration import calibrated_temperature
 from model.errors import UserError
+from model.extractors.vggish_frontend import SAMPLE_RATE
 from model.recipe import FeatureRecipe
 from streamer.detector import (
     Detector,
@@ -66,6 +67,7 @@ class AppOptions:
     min_gap: float = 2.0
     weights_dir: str | None = None
     seed: int = 0
+    overlay: str | None = None  # video file: the stream drawn with label, confidence, attention
 
 
 def resolve_device(device: str) -> str:
@@ -221,6 +223,12 @@ def _build(opts: AppOptions, device: str, source: Source) -> Pipeline:
                                             duration=opts.duration, untrained=untrained),
                     info=info)
     pipe.sinks = make_sinks(opts, pipe, model, untrained)
+    if opts.overlay:
+        from streamer.overlay import OverlayWriter
+
+        overlay = OverlayWriter(opts.overlay, sample_rate=SAMPLE_RATE)
+        pipe.taps.append(overlay)
+        pipe.sinks.insert(-1, overlay)  # before the console: the file is complete first
     return pipe
 
 

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from model.errors import UserError
+from model.extractors.vggish_frontend import SAMPLE_RATE
 from streamer.clock import Clock
 from streamer.sources import AUDIO, Audio, ItemQueue
 
-SAMPLE_RATE = 16000
 BLOCK = 1024  # frames per PortAudio callback (64 ms at 16 kHz)
 
 

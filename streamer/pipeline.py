@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -87,16 +88,23 @@ class Summary:
         }
 
 
+class Tap(Protocol):
+    def add(self, item: Frame | Audio) -> None: ...
+
+
 class Pipeline:
     def __init__(self, source: Source, frame_features: Callable[[np.ndarray], np.ndarray],
                  audio_features: Callable[[np.ndarray], np.ndarray], detector: Detector,
                  sinks: Sequence[Sink] = (), options: PipelineOptions | None = None,
-                 info: dict[str, object] | None = None) -> None:
+                 info: dict[str, object] | None = None, taps: Sequence[Tap] = ()) -> None:
         """frame_features: (n, H, W, 3) uint8 -> (n, 7, 7, 512); audio_features: one segment
-        (16000,) float32 at 16 kHz -> (128,); info: static status fields (device, backend...)."""
+        (16000,) float32 at 16 kHz -> (128,); info: static status fields (device, backend...);
+        taps: see every captured item, on the compute thread, in arrival order (the overlay
+        writer; a tap that is also a sink is closed as one)."""
         self.source, self.detector = source, detector
         self.audio_features = audio_features
         self.sinks = list(sinks)
+        self.taps = list(taps)
         self.options = options or PipelineOptions()
         self.segmenter = Segmenter(frame_features, self.options.frames_per_segment,
                                    kinds=source.kinds, av_offset=self.options.av_offset,
@@ -212,6 +220,8 @@ class Pipeline:
                 self._done.set()
 
     def _observe(self, item: Frame | Audio) -> None:
+        for tap in self.taps:
+            tap.add(item)
         with self._lock:
             if item.kind == VIDEO:
                 self._frame_times.append(item.t)

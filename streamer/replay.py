@@ -20,10 +20,9 @@ import numpy as np
 
 from model.errors import UserError
 from model.extract import stream_origin  # stream time 0: the offline rule
+from model.extractors.vggish_frontend import SAMPLE_RATE
 from streamer.clock import Clock
 from streamer.sources import AUDIO, VIDEO, Audio, Frame, ItemQueue, Source, ThreadProducer
-
-SAMPLE_RATE = 16000
 
 
 class DecodeError(UserError):

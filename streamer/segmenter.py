@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from model.extractors.sampling import targets as sampling_targets
+from model.extractors.vggish_frontend import SAMPLE_RATE
 from streamer.sources import AUDIO, KINDS, VIDEO, Audio, Frame, Item
 
-SAMPLE_RATE = 16000
 SEGMENT_SAMPLES = SAMPLE_RATE  # 1-second segments
 VISUAL_SHAPE = (7, 7, 512)
 EPS = 1e-3  # seconds: tolerance on segment boundaries and on the partial-segment threshold

@@ -122,3 +122,31 @@ def test_cli_headless_prints_only_log_records(tmp_path):
     assert all(set(x) >= CONTRACT_KEYS and x["untrained"] is True for x in lines)
     assert lines == [json.loads(x) for x in log.read_text().splitlines()]
     assert "UNTRAINED" in p.stderr and "2 segments" in p.stderr
+
+
+def test_overlay_flag_writes_the_drawn_stream(tmp_path, random_extractors):
+    """--overlay: the replayed stream comes back as a video of the same frames and duration,
+    with sound, and its pixels differ from the input where the label is drawn."""
+    import av
+
+    video = write_media(tmp_path / "clip.mkv", Script.demo(3.0), fps=25)
+    out = tmp_path / "overlay.mp4"
+    opts = main.parse_args(["--replay", str(video), "--random-weights", "--device", "cpu",
+                            "--frames-per-segment", "1", "--fast", "--headless", "--log",
+                            str(tmp_path / "log.jsonl"), "--events", "",
+                            "--overlay", str(out)])
+    assert opts.overlay == str(out)
+    run(opts)
+
+    def decode(path: Path) -> tuple[list[np.ndarray], bool]:
+        with av.open(str(path)) as c:
+            frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+            return frames, len(c.streams.audio) == 1
+
+    src, _ = decode(video)
+    drawn, has_audio = decode(out)
+    assert has_audio
+    assert len(drawn) == len(src) == 75
+    diff = np.abs(drawn[40].astype(int) - src[40].astype(int)).mean(-1)  # (H, W)
+    assert diff.max() > 60  # the label banner and the attention map are drawn
+    assert [t for t in threading.enumerate() if t.name.startswith("jca-")] == []
