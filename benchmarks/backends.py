@@ -5,6 +5,11 @@ frames/s. Prints markdown tables (paste into benchmarks/RESULTS.md, "Backends").
     python -m benchmarks.backends --device cuda --precisions fp32,fp16   # + tensorrt if present
     python -m benchmarks.backends --checkpoint runs/jca.pt --threads 1 --rounds 7
 
+The checkpoint used in RESULTS.md (paper preset trained on synthetic AVE-format data):
+    python -m model.synthetic --out runs/backends/synth --clips 400 --classes 29 --seed 0
+    python -m model.train --data runs/backends/synth --out runs/backends/jca_synth.pt \
+        --epochs 60 --lr 1e-3 --loss ce --batch-size 32 --threads 1
+
 Latency: `--rounds` rounds of `--calls` batch-1 calls; the median call of each round, then the
 median (and range) over rounds. Throughput: windows/s at `--batch` (one call per batch).
 Parity: labels (argmax per segment) and softmax probabilities of every backend and precision
@@ -51,16 +56,18 @@ def timed_rounds(fn: Callable[[], object], rounds: int, calls: int) -> tuple[flo
 
 
 def parity_inputs(model: JCANet, n_windows: int, n_clips: int,
-                  seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+                  clips_seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Seeded random windows, and the first clips of `model.synthetic`'s dataset for a seed
+    (seed 0 = `python -m model.synthetic`'s default, what the benchmark checkpoint saw)."""
     cfg = model.cfg
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(1)
     hw = cfg.visual_hw
     windows = (torch.rand(n_windows, cfg.segments, cfg.audio_dim, generator=g),
                torch.rand(n_windows, cfg.segments, hw, hw, cfg.visual_dim, generator=g))
     out = {"windows": windows}
     if cfg.segments == 10 and (cfg.audio_dim, cfg.visual_dim, hw) == (128, 512, 7):
         with tempfile.TemporaryDirectory() as d:
-            make_dataset(d, n_clips=n_clips, n_classes=cfg.num_classes, seed=seed)
+            make_dataset(d, n_clips=n_clips, n_classes=cfg.num_classes, seed=clips_seed)
             with h5py.File(Path(d) / "audio_feature.h5") as fa, \
                     h5py.File(Path(d) / "visual_feature.h5") as fv:
                 out["clips"] = (torch.from_numpy(fa["avadataset"][()]).float(),
@@ -85,6 +92,7 @@ def window_rows(model: JCANet, device: str, names: list[str], precisions: list[s
     for name in names:
         if (why := unavailable(name, device)) is not None:
             rows.append(f"| {name} | - | cannot run: {why} | | | |")
+            print(rows[-1], flush=True)
             continue
         for precision in precisions:
             try:
@@ -96,6 +104,7 @@ def window_rows(model: JCANet, device: str, names: list[str], precisions: list[s
                                      cache_dir=cache_dir)
             except UserError as e:
                 rows.append(f"| {name} | {precision} | cannot run: {e} | | | |")
+                print(rows[-1], flush=True)
                 continue
             hw = cfg.visual_hw
             a1 = torch.rand(1, cfg.segments, cfg.audio_dim)
@@ -129,6 +138,7 @@ def extractor_rows(which: list[str], device: str, names: list[str], precisions: 
         for name in names:
             if (why := unavailable(name, device)) is not None:
                 rows.append(f"| {net_name} | {name} | - | cannot run: {why} | | |")
+                print(rows[-1], flush=True)
                 continue
             for precision in precisions:
                 try:
@@ -138,6 +148,7 @@ def extractor_rows(which: list[str], device: str, names: list[str], precisions: 
                     build_s = time.perf_counter() - t0
                 except UserError as e:
                     rows.append(f"| {net_name} | {name} | {precision} | cannot run: {e} | | |")
+                    print(rows[-1], flush=True)
                     continue
                 ms = timed_rounds(lambda be=be, x=x: be(x), rounds, 1)
                 rel = ((be(x) - ref).abs().max() / ref.abs().max()).item()
@@ -159,7 +170,9 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=50, help="batch-1 calls per round")
     ap.add_argument("--windows", type=int, default=256, help="random windows for parity")
     ap.add_argument("--clips", type=int, default=128, help="synthetic clips for parity")
+    ap.add_argument("--clips-seed", type=int, default=0, help="model.synthetic seed of the clips")
     ap.add_argument("--extractors", default="vggish,vgg19", help="'' to skip")
+    ap.add_argument("--extractor-backends", default="eager,compile,aot,tensorrt")
     ap.add_argument("--extractor-batch", type=int, default=8)
     ap.add_argument("--extractor-rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
@@ -183,18 +196,20 @@ def main() -> None:
     gpu = f", {torch.cuda.get_device_name(device)}" if cuda else ""
     print(f"device {device}{gpu}; torch {torch.__version__}; threads {torch.get_num_threads()}; "
           f"load average {os.getloadavg()[0]:.1f}; model: {what}\n")
-    parity = parity_inputs(model, a.windows, a.clips, seed=1)
+    parity = parity_inputs(model, a.windows, a.clips, a.clips_seed)
     print("| backend | precision | build (cache) | batch-1 latency ms, median (range) | "
           f"windows/s at batch {a.batch} | labels equal / max prob diff vs eager fp32 |")
     print("|---|---|---|---|---|---|")
-    window_rows(model, device, names, precisions, a.batch, a.rounds, a.calls, cache_dir, parity)
+    if names:
+        window_rows(model, device, names, precisions, a.batch, a.rounds, a.calls, cache_dir,
+                    parity)
     which = [w for w in a.extractors.split(",") if w]
     if which:
         print(f"\n| net | backend | precision | build | frames/s at batch {a.extractor_batch}, "
               "median (range) | max abs diff / max abs (eager fp32) |")
         print("|---|---|---|---|---|---|")
-        extractor_rows(which, device, names, precisions, a.extractor_batch, a.extractor_rounds,
-                       cache_dir)
+        extractor_rows(which, device, [n for n in a.extractor_backends.split(",") if n],
+                       precisions, a.extractor_batch, a.extractor_rounds, cache_dir)
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
     if cache_tmp is not None:
         cache_tmp.cleanup()

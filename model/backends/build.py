@@ -8,7 +8,8 @@
 Backends:
   eager     the module itself under inference_mode (any batch size)
   export    the decomposed ExportedProgram (RNNs unrolled) run by PyTorch; cached on disk
-  compile   torch.compile over that program (inductor JIT; CUDA graphs on the GPU)
+  compile   torch.compile over that program (inductor JIT; CUDA graphs on the GPU); for an
+            extractor over the module itself (no RNN; autocast must reach its convolutions)
   aot       AOTInductor over that program: native code compiled once, cached on disk
   tensorrt  torch-tensorrt over that program; the engine is cached on disk
   auto      the fastest that can run here (see probe.py), with the reason in `.reason`
@@ -62,8 +63,9 @@ class Backend:
     def __init__(self, fn: Callable[..., object], *, name: str, kind: str, device: str,
                  precision: str, batch_size: int, fixed: bool, input_dtype: torch.dtype,
                  autocast: torch.dtype | None, reason: str, cache: CacheStatus | None,
-                 channels_last: bool = False) -> None:
+                 shapes: Sequence[tuple[int, ...]], channels_last: bool = False) -> None:
         self.fn = fn
+        self.shapes = [tuple(s) for s in shapes]  # each input's shape without the batch axis
         self.name, self.kind, self.device, self.precision = name, kind, device, precision
         self.batch_size, self.fixed, self.reason, self.cache = batch_size, fixed, reason, cache
         self.input_dtype, self.autocast, self.channels_last = input_dtype, autocast, channels_last
@@ -99,6 +101,12 @@ class Backend:
     def run(self, *inputs: ARRAY) -> tuple[Tensor | None, ...]:
         """All outputs as a tuple, batch-first, float32 on the CPU."""
         xs = [self._prepare(x) for x in inputs]
+        got = [tuple(x.shape) for x in xs]
+        ok = (len(got) == len(self.shapes) and len({g[0] for g in got}) == 1
+              and all(g[1:] == s for g, s in zip(got, self.shapes, strict=True)))
+        if not ok:  # compiled engines do not check shapes themselves
+            want = ", ".join(str(("B", *s)) for s in self.shapes)
+            raise ValueError(f"{self.kind} backend takes inputs {want}, got {got}")
         n = xs[0].shape[0]
         if n == 0:
             raise ValueError("empty batch")
@@ -235,22 +243,36 @@ def window_program(model: JCANet, precision: str = "fp32", backend: str = "tenso
 def _build(name: str, module: nn.Module, kind: str, export: Callable[[nn.Module], object],
            eager: Callable[[nn.Module], Callable[..., object]], shapes: list[tuple[int, ...]],
            device: str, precision: str, batch_size: int, cache_dir: str | Path | None, cache: bool,
-           warmup: bool, extra: dict | None, cls: type[Backend],
+           warmup: bool, extra: dict | None, cls: type[Backend], what: str = "window",
            channels_last: bool = False) -> Backend:
+    """Resolve `name`, build it; `auto` falls back to eager if its pick fails to build.
+
+    The window's compile runs over the decomposed program (nn.LSTM would break the graph); an
+    extractor's over the module itself, so that autocast reaches its convolutions.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = check_device(device)
     check_precision(precision, device)
-    chosen, reason = resolve_backend(name, device, precision)
+    chosen, reason = resolve_backend(name, device, precision, what)
+
+    def eager_net() -> nn.Module:
+        net = copy.deepcopy(module).eval().to(device, _program_dtype(precision))
+        return net.to(memory_format=torch.channels_last) if channels_last else net
+
+    common = dict(kind=kind, device=device, precision=precision, batch_size=batch_size,
+                  input_dtype=_program_dtype(precision), autocast=_autocast(precision),
+                  shapes=[s[1:] for s in shapes])
     if chosen != "eager":
-        folder = engine_cache_dir(cache_dir) if cache else None
         try:
-            fn, status = _compiled(chosen, module, kind, export, shapes, device, precision,
-                                   folder, extra)
-            backend = cls(fn, name=chosen, kind=kind, device=device, precision=precision,
-                          batch_size=batch_size, fixed=True,
-                          input_dtype=_program_dtype(precision),
-                          autocast=_autocast(precision), reason=reason, cache=status)
+            on_module = chosen == "compile" and what == "extractor"
+            if on_module:
+                fn, status = engines.compile_program(eager_net(), device), None
+            else:
+                fn, status = _compiled(chosen, module, kind, export, shapes, device, precision,
+                                       engine_cache_dir(cache_dir) if cache else None, extra)
+            backend = cls(fn, name=chosen, fixed=True, reason=reason, cache=status,
+                          channels_last=channels_last and on_module, **common)
             if warmup:  # compile now, not on the first real call; CUDA graphs record on the 2nd
                 zeros = [torch.zeros(s) for s in shapes]
                 for _ in range(3 if chosen == "compile" and device != "cpu" else 1):
@@ -263,13 +285,8 @@ def _build(name: str, module: nn.Module, kind: str, export: Callable[[nn.Module]
             log.warning("backend %s failed to build (%s: %s); using eager", chosen,
                         type(e).__name__, line)
             reason = f"auto fell back to eager: {chosen} failed to build ({type(e).__name__})"
-    net = copy.deepcopy(module).eval().to(device, _program_dtype(precision))
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    return cls(eager(net), name="eager", kind=kind, device=device, precision=precision,
-               batch_size=batch_size, fixed=False, input_dtype=_program_dtype(precision),
-               autocast=_autocast(precision), reason=reason, cache=None,
-               channels_last=channels_last)
+    return cls(eager(eager_net()), name="eager", fixed=False, reason=reason, cache=None,
+               channels_last=channels_last, **common)
 
 
 def _window_parts(model: JCANet, batch_size: int, attention: bool) -> tuple[
@@ -319,8 +336,9 @@ def build_extractor_backend(name: str, net: nn.Module, device: str = "cpu",
     """A backend for an extractor network (VGG19 to pool5, VGGish, or any one-input module).
 
     input_shape: one example's (C, H, W); known for VGG19 (3, 224, 224) and VGGish (1, 96, 64).
-    channels_last: NHWC memory format for eager (faster convolutions on the CPU and on tensor
-    cores). Other arguments as in build_backend.
+    channels_last: NHWC memory format for eager and compile (faster convolutions on the CPU
+    and on tensor cores). `auto` on the CPU is eager (see probe.py). Other arguments as in
+    build_backend.
     """
     cls_name = type(net).__name__
     if input_shape is None:
@@ -335,5 +353,5 @@ def build_extractor_backend(name: str, net: nn.Module, device: str = "cpu",
 
     backend = _build(name, net, cls_name.lower(), export, lambda m: m, shapes, device, precision,
                      batch_size, cache_dir, cache, warmup, None, ExtractorBackend,
-                     channels_last=channels_last)
+                     what="extractor", channels_last=channels_last)
     return backend  # type: ignore[return-value]

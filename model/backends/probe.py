@@ -6,7 +6,8 @@
 The `auto` rule (fastest correct path first, as measured in benchmarks/RESULTS.md "Backends"):
   CUDA GPU:  tensorrt (torch-tensorrt installed) > compile (torch.compile + CUDA graphs; needs
              Triton) > eager.
-  CPU:       aot (AOTInductor; needs a working C++ compiler to build, cached on disk) > eager.
+  CPU:       window: aot (AOTInductor; needs a C++ compiler to build; cached on disk) > eager;
+             extractors: eager (compile and aot measured no faster; bf16 autocast is the win).
              aot and tensorrt run fp32 and fp16 only (bf16 autocast cannot reach their kernels),
              so bf16 picks compile (GPU) or eager (CPU).
              `export` (the decomposed program run op by op) is slower than eager on the CPU and
@@ -91,10 +92,14 @@ def tensorrt_version() -> str | None:
         return None
 
 
-def unavailable(name: str, device: str, precision: str = "fp32") -> str | None:
-    """None if backend `name` can run on `device` at `precision`, else one line naming the
-    missing piece and the fix."""
+def unavailable(name: str, device: str, precision: str = "fp32",
+                what: str = "window") -> str | None:
+    """None if backend `name` can run `what` ("window" or "extractor") on `device` at
+    `precision`, else one line naming the missing piece and the fix."""
     cuda = torch.device(device).type == "cuda"
+    if precision == "bf16" and name == "export" and what == "extractor":
+        return ("backend export runs an extractor's decomposed aten.convolution, which autocast "
+                "does not reach: use bf16 with --backend eager or compile")
     if precision == "bf16" and name in ("aot", "tensorrt"):
         # their kernels are fixed at build time, so bf16 would mean a whole-bf16 model, whose
         # labels drift from fp32's (99.4% agreement measured in tests/test_backends.py)
@@ -130,27 +135,32 @@ def unavailable(name: str, device: str, precision: str = "fp32") -> str | None:
     raise UserError(f"unknown backend {name!r}: use one of {', '.join(BACKENDS)}")
 
 
-def resolve_backend(name: str, device: str = "cpu", precision: str = "fp32") -> tuple[str, str]:
-    """(backend to build, why). `auto` takes the first that can run by the rule above; a named
-    backend that cannot run raises UserError with the missing piece."""
+def resolve_backend(name: str, device: str = "cpu", precision: str = "fp32",
+                    what: str = "window") -> tuple[str, str]:
+    """(backend to build, why) for `what` ("window" or "extractor"). `auto` takes the first
+    that can run by the rule above; a named backend that cannot run raises UserError with the
+    missing piece."""
     device = check_device(device)
     if name != "auto":
-        why = unavailable(name, device, precision)
+        why = unavailable(name, device, precision, what)
         if why is not None:
             raise UserError(why)
         return name, f"{name}: asked for"
     cuda = torch.device(device).type == "cuda"
-    order = ("tensorrt", "compile", "eager") if cuda else ("aot", "eager")
+    if cuda:
+        order = ("tensorrt", "compile", "eager")
+    else:
+        order = ("aot", "eager") if what == "window" else ("eager",)
     skipped = []
     for candidate in order:
-        why = unavailable(candidate, device, precision)
+        why = unavailable(candidate, device, precision, what)
         if why is None:
-            return candidate, _auto_reason(candidate, device, skipped)
+            return candidate, _auto_reason(candidate, device, skipped, what)
         skipped.append(why.split(":")[0])  # "backend tensorrt needs torch-tensorrt, which ..."
     raise AssertionError("eager is always available")
 
 
-def _auto_reason(name: str, device: str, skipped: list[str]) -> str:
+def _auto_reason(name: str, device: str, skipped: list[str], what: str) -> str:
     if name == "tensorrt":
         gpu = torch.cuda.get_device_name(device)
         because = f"a CUDA GPU ({gpu}) and torch-tensorrt {tensorrt_version()} are here"
@@ -159,6 +169,9 @@ def _auto_reason(name: str, device: str, skipped: list[str]) -> str:
     elif name == "aot":
         because = (f"no GPU here; AOTInductor (C++ compiler {cpp_compiler()}) is the fastest CPU "
                    "path measured for the window, and its engine is cached on disk")
+    elif what == "extractor" and torch.device(device).type == "cpu":
+        because = ("on the CPU, compile and aot were no faster than eager for the extractors; "
+                   "bf16 (autocast) is the CPU speed-up")
     else:
         because = "nothing faster can run here"
     lead = "; ".join(skipped)
