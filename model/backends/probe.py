@@ -7,7 +7,7 @@ The `auto` rule (fastest correct path first, as measured in benchmarks/RESULTS.m
   CUDA GPU:  tensorrt (torch-tensorrt installed) > compile (torch.compile + CUDA graphs; needs
              Triton) > eager.
   CPU:       window: aot (AOTInductor; needs a C++ compiler to build; cached on disk) > eager;
-             extractors: eager (compile and aot measured no faster; bf16 autocast is the win).
+             extractors: eager (compiled ones measured faster for VGG19, slower for VGGish).
              aot and tensorrt run fp32 and fp16 only (bf16 autocast cannot reach their kernels),
              so bf16 picks compile (GPU) or eager (CPU).
              `export` (the decomposed program run op by op) is slower than eager on the CPU and
@@ -170,8 +170,9 @@ def _auto_reason(name: str, device: str, skipped: list[str], what: str) -> str:
         because = (f"no GPU here; AOTInductor (C++ compiler {cpp_compiler()}) is the fastest CPU "
                    "path measured for the window, and its engine is cached on disk")
     elif what == "extractor" and torch.device(device).type == "cpu":
-        because = ("on the CPU, compile and aot were no faster than eager for the extractors; "
-                   "bf16 (autocast) is the CPU speed-up")
+        because = ("on the CPU compiled extractors were mixed (faster for VGG19, slower for "
+                   "VGGish, and compile recompiles at every start); --backend compile with bf16 "
+                   "is the fastest for VGG19")
     else:
         because = "nothing faster can run here"
     lead = "; ".join(skipped)
