@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import subprocess
@@ -196,14 +197,37 @@ def make_clips(opts: DemoOptions, out: Path, console: Console) -> None:
     demo_clips.write_annotations(out / f"{held.name}.csv", [held])
 
 
-def run_step(what: str, cmd: list[str], **kw: Any) -> None:
-    """Run one CLI as a user would (from the repository root); a failure ends the demo."""
-    code = subprocess.run(cmd, cwd=ROOT, check=False, **kw).returncode
+def _check(what: str, code: int) -> None:
     if code == 130:
         raise KeyboardInterrupt
     if code != 0:
         raise UserError(f"{what} failed (exit {code}, see above); fix that and run the demo "
                         "again (finished steps are cached)")
+
+
+def run_step(what: str, cmd: list[str], **kw: Any) -> None:
+    """Run one CLI as a user would (from the repository root); a failure ends the demo."""
+    _check(what, subprocess.run(cmd, cwd=ROOT, check=False, **kw).returncode)
+
+
+def run_training(cmd: list[str], log: Path, epochs: int, console: Console) -> None:
+    """model.train with one progress bar fed by its per-epoch JSON lines (kept in `log`)."""
+    with log.open("a") as out, _progress(console) as bar, subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True) as proc:
+        task = bar.add_task("training", total=epochs)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.write(line)
+            out.flush()
+            try:
+                r = json.loads(line)
+                best = r.get("best_val_accuracy")
+                bar.update(task, completed=int(r["epoch"]), description=(
+                    f"training: loss {r['train_loss']:.3f}"
+                    + (f", best val {best:.1%}" if best is not None else "")))
+            except (ValueError, KeyError, TypeError):
+                continue
+    _check("training", proc.returncode)
 
 
 def extract_cmd(opts: DemoOptions, paths: Paths, random_weights: bool, tty: bool) -> list[str]:
@@ -217,12 +241,13 @@ def extract_cmd(opts: DemoOptions, paths: Paths, random_weights: bool, tty: bool
     return cmd + ([] if tty else ["--no-progress"])
 
 
-def train_cmd(opts: DemoOptions, paths: Paths, tty: bool) -> list[str]:
+def train_cmd(opts: DemoOptions, paths: Paths) -> list[str]:
+    # One thread: a small model's many small ops run up to 30x slower when two OpenMP threads
+    # compete with other work for two cores (benchmarks/RESULTS.md, demo).
     cmd = [sys.executable, "-m", "model.train", "--data", str(paths.features),
            "--out", str(paths.checkpoint), "--loss", opts.loss, "--lr", str(opts.lr),
            "--epochs", str(opts.epochs), "--batch-size", str(opts.batch_size),
-           "--val-every", "1", "--seed", str(opts.seed),
-           "--progress" if tty else "--no-progress"]
+           "--val-every", "1", "--seed", str(opts.seed), "--threads", "1", "--no-progress"]
     for item in opts.model:
         cmd += ["--set", item]
     if (paths.checkpoint.parent / (paths.checkpoint.name + ".resume")).is_file():
@@ -241,11 +266,15 @@ def replay_cmd(opts: DemoOptions, paths: Paths) -> list[str]:
     return cmd + (["--fast"] if opts.fast else []) + (["--headless"] if opts.headless else [])
 
 
-def plot_cmd(paths: Paths) -> list[str]:
+def plot_cmd(paths: Paths, clip: Clip) -> list[str]:
+    seen_or_heard = {"audio": "heard", "visual": "seen"}
+    distractors = ", ".join(f"{p.label} {seen_or_heard[p.show]} {p.start:g}-{p.end:g} s"
+                            for p in clip.parts if not p.event)
     return [sys.executable, "-m", "streamer.plot", str(paths.live / "predictions.jsonl"),
-            "--truth", str(paths.clips / "demo_clip.csv"), "--out",
+            "--truth", str(paths.clips / f"{clip.name}.csv"), "--out",
             str(paths.live / "timeline.png"),
-            "--title", "held-out demo clip: live labels (top) vs ground truth"]
+            "--title", "held-out demo clip: live labels vs truth; one modality only "
+                       f"(background by definition):\n{distractors}"]
 
 
 # ---- scoring -------------------------------------------------------------------------------
@@ -292,24 +321,25 @@ def report(s: Score, opts: DemoOptions, console: Console) -> None:
 def run(opts: DemoOptions, console: Console | None = None) -> Score:
     console = console or Console()
     tty = sys.stderr.isatty()  # the CLIs draw their progress bars on stderr
-    started = time.monotonic()
     random_weights, weights_key = use_random_weights(opts)
     paths, settings = plan(opts, random_weights, weights_key)
+    times: dict[str, float] = {}
     if random_weights:
         console.print(Panel(RANDOM_NOTE, title="RANDOM extractor weights",
                             style="bold yellow"))
 
-    def step(n: int, what: str) -> None:
-        console.rule(f"[bold]{n}/4 {what}")
+    def step(name: str, title: str) -> None:
+        times[name] = time.monotonic()
+        console.rule(f"[bold]{len(times)}/4 {name}: {title}")
 
-    step(1, f"clips: {opts.clips} training clips of {opts.clip_seconds:g} s + a held-out clip")
+    step("clips", f"{opts.clips} training clips of {opts.clip_seconds:g} s + a held-out clip")
     if is_done(paths.clips):
         console.print(f"cached: {paths.clips}", soft_wrap=True)
     else:
         make_clips(opts, paths.clips, console)
         mark_done(paths.clips, settings["clips"])
 
-    step(2, f"features: VGG19 ({opts.frames_per_segment} frame/s) + VGGish, "
+    step("features", f"VGG19 ({opts.frames_per_segment} frame/s) + VGGish, "
          f"{'RANDOM' if random_weights else 'real'} weights")
     if is_done(paths.features):
         console.print(f"cached: {paths.features}", soft_wrap=True)
@@ -317,20 +347,20 @@ def run(opts: DemoOptions, console: Console | None = None) -> Score:
         run_step("feature extraction", extract_cmd(opts, paths, random_weights, tty))
         mark_done(paths.features, settings["features"])
 
-    step(3, f"model: JCA, {opts.epochs} epochs")
+    step("model", f"JCA, {opts.epochs} epochs")
     if is_done(paths.checkpoint.parent):
         console.print(f"cached: {paths.checkpoint}", soft_wrap=True)
     else:
         paths.model.mkdir(parents=True, exist_ok=True)
-        with (paths.model / "train_log.jsonl").open("a") as log:
-            run_step("training", train_cmd(opts, paths, tty), stdout=log)
+        run_training(train_cmd(opts, paths), paths.model / "train_log.jsonl", opts.epochs,
+                     console)
         mark_done(paths.model, settings["model"])
     best = _best_val(paths.checkpoint)
     if best is not None:
-        console.print(f"best validation accuracy {best:.1%}: {paths.checkpoint}")
+        console.print(f"best validation accuracy {best:.1%}: {paths.checkpoint}", soft_wrap=True)
 
     held = demo_clips.held_out_clip()
-    step(4, f"live: replaying the held-out clip ({held.duration:.0f} s, never trained on)"
+    step("live", f"replaying the held-out clip ({held.duration:.0f} s, never trained on)"
          + (" as fast as it goes" if opts.fast else " in real time"))
     paths.live.mkdir(parents=True, exist_ok=True)
     if random_weights:
@@ -346,15 +376,18 @@ def run(opts: DemoOptions, console: Console | None = None) -> Score:
 
     s = score(read_log(paths.live / "predictions.jsonl"), held)
     (paths.live / "score.json").write_text(json.dumps(asdict(s), indent=2) + "\n")
-    run_step("the timeline plot", plot_cmd(paths), stdout=subprocess.DEVNULL)
+    run_step("the timeline plot", plot_cmd(paths, held), stdout=subprocess.DEVNULL)
+    times["end"] = time.monotonic()
     console.rule("[bold]result")
     if random_weights:
         console.print(f"[yellow]{RANDOM_NOTE}[/]")
     report(s, opts, console)
     console.print(f"timeline: {paths.live / 'timeline.png'}", soft_wrap=True)
     console.print(f"prediction log: {paths.live / 'predictions.jsonl'}, events: "
-                  f"{paths.live / 'events.jsonl'}  ({time.monotonic() - started:.0f} s)",
-                  soft_wrap=True)
+                  f"{paths.live / 'events.jsonl'}", soft_wrap=True)
+    console.print("time: " + ", ".join(f"{a} {times[b] - times[a]:.0f} s"
+                                       for a, b in itertools.pairwise(times))
+                  + f"; total {times['end'] - times['clips']:.0f} s")
     return s
 
 
