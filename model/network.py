@@ -36,8 +36,15 @@ from model.jca import build_coattention
 
 
 def l2_normalize(x: Tensor, eps: float = 1e-12) -> Tensor:
-    """x / max(||x||, eps) on the last axis, written with ops every backend converts."""
-    return x * torch.rsqrt(torch.clamp_min((x * x).sum(-1, keepdim=True), eps * eps))
+    """x / max(||x||, eps) on the last axis, written with ops every backend converts. The norm is
+    taken in float32 even in a half-precision model (in fp16 the squares of VGG19 features
+    overflow), and the floor keeps 1 / norm finite in x's dtype (an all-zero feature, such as a
+    silent segment, would otherwise give 0 * inf = NaN in fp16)."""
+    if x.dtype == torch.float32:  # decided while tracing: an fp32 graph gets no casts
+        return x * torch.rsqrt(torch.clamp_min((x * x).sum(-1, keepdim=True), eps * eps))
+    x32 = x.float()
+    floor = max(eps * eps, torch.finfo(x.dtype).max ** -2)
+    return x * torch.rsqrt(torch.clamp_min((x32 * x32).sum(-1, keepdim=True), floor)).to(x.dtype)
 
 
 class BiRNN(nn.Module):
@@ -231,6 +238,10 @@ TRT_CONVERTIBLE_OPS = frozenset({
     "aten.slice.Tensor", "aten.split_with_sizes.default", "aten.squeeze.dims",
     "aten.sub.Tensor", "aten.sum.dim_IntList", "aten.tanh.default", "aten.unsqueeze.default",
     "aten.view.default", "aten.where.self", "operator.getitem",
+    # a half-precision program casts around l2_normalize's float32 norm: _to_copy converts, and
+    # the dtype assert that export puts beside it is dropped by Torch-TensorRT's
+    # remove_assert_nodes lowering pass
+    "aten._to_copy.default", "aten._assert_tensor_metadata.default",
 })
 RNN_OPS = frozenset({"aten.lstm.input", "aten.gru.input", "aten.rnn_tanh.input",
                      "aten.rnn_relu.input", "aten.lstm.data", "aten.gru.data"})
