@@ -29,7 +29,12 @@ def add_source_and_model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--checkpoint", metavar="FILE", help="trained model (python -m model.train)")
     ap.add_argument("--random-weights", action="store_true",
                     help="run without a checkpoint: untrained weights, meaningless labels")
-    ap.add_argument("--backend", default="eager", choices=available_backends())
+    ap.add_argument("--backend", default="auto", choices=available_backends(),
+                    help="window model backend (default auto: TensorRT on a GPU with "
+                         "torch-tensorrt, else the fastest available; it says what it picked)")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
+                    help="window model precision (default fp32; python -m calibrate.precision "
+                         "checks which ones keep a checkpoint's accuracy)")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     ap.add_argument("--frames-per-segment", type=int, metavar="K",
                     help=f"VGG19 frames per second of video (default {CPU_FRAMES} on a CPU, "
@@ -51,7 +56,7 @@ def app_options(a: argparse.Namespace, **outputs: object) -> AppOptions:
     source = "camera" if a.camera is not None else "replay" if a.replay is not None else "synthetic"
     return AppOptions(
         source=source, camera=a.camera, replay=a.replay, mic=a.mic, checkpoint=a.checkpoint,
-        random_weights=a.random_weights, backend=a.backend, device=a.device,
+        random_weights=a.random_weights, backend=a.backend, precision=a.precision, device=a.device,
         frames_per_segment=a.frames_per_segment, lookahead=a.lookahead, duration=a.duration,
         fast=a.fast, av_offset=a.av_offset, weights_dir=a.weights_dir, seed=a.seed,
         **outputs)  # type: ignore[arg-type]

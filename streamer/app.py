@@ -53,7 +53,8 @@ class AppOptions:
     mic: str | None = None  # name or index; None = the default input
     checkpoint: str | None = None
     random_weights: bool = False
-    backend: str = "eager"
+    backend: str = "eager"  # main.py's default is "auto"; tests and embedders pick explicitly
+    precision: str = "fp32"  # of the window model
     device: str = "auto"
     frames_per_segment: int | None = None  # None: by device (CPU_FRAMES / GPU_FRAMES)
     lookahead: int = 0
@@ -212,10 +213,17 @@ def _build(opts: AppOptions, device: str, source: Source) -> Pipeline:
     untrained = model.untrained or live_recipe.random_weights
     if untrained:
         say("UNTRAINED: random weights, the labels are meaningless (pass --checkpoint FILE)")
-    backend = make_backend(opts.backend, model.net, device, meta=model.meta)
+    backend = make_backend(opts.backend, model.net, device, precision=opts.precision,
+                           meta=model.meta)
+    reason = getattr(backend, "reason", None)
+    if reason:
+        say(f"backend: {reason}")
     detector = Detector(backend, model.class_names, lookahead=opts.lookahead,
                         temperature=model.temperature, device=device)
-    info = {"source": source.name, "device": device, "backend": opts.backend,
+    picked = getattr(backend, "name", opts.backend)
+    precision = getattr(backend, "precision", opts.precision)
+    info = {"source": source.name, "device": device,
+            "backend": picked if precision == "fp32" else f"{picked} {precision}",
             "checkpoint": model.name, "untrained": untrained,
             "frames_per_segment": k, "lookahead": opts.lookahead}
     pipe = Pipeline(source, visual.frame_features, audio, detector,

@@ -64,7 +64,7 @@ def make_backend(name: str, model: nn.Module, device: str = "cpu", precision: st
     except ImportError:
         raise UserError(f"backend {name!r} in {precision} is not available in this install; "
                         "use --backend eager") from None
-    return build_backend(name, model, device, precision)
+    return build_backend(name, model, device, precision, attention=True)
 
 
 def available_backends() -> list[str]:

@@ -302,7 +302,8 @@ def test_demo_in_a_real_terminal_advances(tmp_path):
 def test_main_dashboard_in_tmux_advances_each_second(tmp_path):
     session = f"jcamain{time.monotonic_ns()}"
     cmd = (f"cd {ROOT} && {sys.executable} main.py --synthetic --random-weights --duration 6 "
-           f"--log {tmp_path / 'p.jsonl'} --events {tmp_path / 'e.jsonl'}; sleep 30")
+           f"--backend eager --log {tmp_path / 'p.jsonl'} --events {tmp_path / 'e.jsonl'}; "
+           "sleep 30")
     _tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", cmd)
     try:
         seen: list[int] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -93,14 +94,18 @@ def test_bad_command_lines_are_user_errors(argv, message):
 def test_parse_args_defaults_and_exclusive_sources():
     opts = main.parse_args(["--replay", "a.mp4", "--log", ""])
     assert (opts.source, opts.replay, opts.log, opts.lookahead) == ("replay", "a.mp4", None, 0)
+    assert (opts.backend, opts.precision) == ("auto", "fp32")
+    assert main.parse_args(["--synthetic", "--precision", "bf16"]).precision == "bf16"
     assert opts.events == "runs/events.jsonl" and opts.frames_per_segment is None
     with pytest.raises(SystemExit):
         main.parse_args(["--replay", "a.mp4", "--camera", "0"])
 
 
-def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def cli(*args: str, timeout: float = 120, env: dict | None = None
+        ) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout,
+                          env=None if env is None else {**os.environ, **env})
 
 
 def test_cli_missing_file_is_one_line_and_exit_2(tmp_path):
@@ -112,11 +117,14 @@ def test_cli_missing_file_is_one_line_and_exit_2(tmp_path):
 
 
 def test_cli_headless_prints_only_log_records(tmp_path):
+    """The CLI as a user runs it, default backend included (auto: it says what it picked)."""
     log = tmp_path / "log.jsonl"
     p = cli("--synthetic", "--random-weights", "--fast", "--duration", "2", "--headless",
             "--frames-per-segment", "1", "--device", "cpu", "--log", str(log), "--events",
-            str(tmp_path / "events.jsonl"))
+            str(tmp_path / "events.jsonl"), timeout=600,
+            env={"JCA_LIVE_ENGINES": str(tmp_path / "engines")})
     assert p.returncode == 0, p.stderr
+    assert "backend: auto picked" in p.stderr
     lines = [json.loads(x) for x in p.stdout.splitlines()]
     assert [x["segment"] for x in lines] == [0, 1]
     assert all(set(x) >= CONTRACT_KEYS and x["untrained"] is True for x in lines)
@@ -132,6 +140,7 @@ def test_overlay_flag_writes_the_drawn_stream(tmp_path, random_extractors):
     video = write_media(tmp_path / "clip.mkv", Script.demo(3.0), fps=25)
     out = tmp_path / "overlay.mp4"
     opts = main.parse_args(["--replay", str(video), "--random-weights", "--device", "cpu",
+                            "--backend", "eager",
                             "--frames-per-segment", "1", "--fast", "--headless", "--log",
                             str(tmp_path / "log.jsonl"), "--events", "",
                             "--overlay", str(out)])
