@@ -68,6 +68,7 @@ class DemoOptions:
     batch_size: int = 8
     loss: str = "ce"
     model: tuple[str, ...] = HALF_WIDTH  # model.train --set NAME=VALUE, on the paper preset
+    backend: str | None = None  # main.py --backend (None: its default)
     lookahead: int = 2  # main.py --lookahead: seconds of future context per label
     duration: float | None = None  # replay only the first S seconds of the held-out clip
     fast: bool = False  # replay as fast as the pipeline goes (tests)
@@ -211,22 +212,24 @@ def run_step(what: str, cmd: list[str], **kw: Any) -> None:
 
 
 def run_training(cmd: list[str], log: Path, epochs: int, console: Console) -> None:
-    """model.train with one progress bar fed by its per-epoch JSON lines (kept in `log`)."""
+    """model.train with one progress bar fed by its per-epoch JSON lines (kept in `log`); its
+    other lines (stderr) are printed above the bar."""
     with log.open("a") as out, _progress(console) as bar, subprocess.Popen(
-            cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True) as proc:
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         task = bar.add_task("training", total=epochs)
         assert proc.stdout is not None
         for line in proc.stdout:
-            out.write(line)
-            out.flush()
             try:
                 r = json.loads(line)
-                best = r.get("best_val_accuracy")
-                bar.update(task, completed=int(r["epoch"]), description=(
-                    f"training: loss {r['train_loss']:.3f}"
-                    + (f", best val {best:.1%}" if best is not None else "")))
+                epoch, loss, best = int(r["epoch"]), float(r["train_loss"]), r.get(
+                    "best_val_accuracy")
             except (ValueError, KeyError, TypeError):
+                bar.console.print(line.rstrip("\n"), markup=False, highlight=False)
                 continue
+            out.write(line)
+            out.flush()
+            bar.update(task, completed=epoch, description=f"training: loss {loss:.3f}" + (
+                f", best val {best:.1%}" if best is not None else ""))
     _check("training", proc.returncode)
 
 
@@ -263,6 +266,8 @@ def replay_cmd(opts: DemoOptions, paths: Paths) -> list[str]:
            "--events", str(paths.live / "events.jsonl")]
     if opts.duration is not None:
         cmd += ["--duration", str(opts.duration)]
+    if opts.backend is not None:
+        cmd += ["--backend", opts.backend]
     return cmd + (["--fast"] if opts.fast else []) + (["--headless"] if opts.headless else [])
 
 
@@ -425,6 +430,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions:
                     help="model config override for model.train (repeatable; default "
                          f"{' '.join(HALF_WIDTH)})")
     ap.add_argument("--lookahead", type=int, default=d.lookahead, metavar="K")
+    ap.add_argument("--backend", default=None, help="main.py --backend (default: its own)")
     ap.add_argument("--duration", type=float, default=None, metavar="S",
                     help="replay only the first S seconds")
     ap.add_argument("--fast", action="store_true", help="replay as fast as it goes")
@@ -436,7 +442,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions:
                        weights_dir=a.weights_dir, epochs=a.epochs, lr=a.lr,
                        batch_size=a.batch_size, loss=a.loss,
                        model=d.model if a.set is None else tuple(a.set),
-                       lookahead=a.lookahead, duration=a.duration, fast=a.fast,
+                       backend=a.backend, lookahead=a.lookahead, duration=a.duration, fast=a.fast,
                        headless=a.headless, target=a.target)
 
 

@@ -117,7 +117,7 @@ def test_each_step_is_keyed_by_the_settings_it_depends_on(tmp_path):
     assert keys(epochs=3)[:2] == (c, f) and keys(epochs=3)[2] != m
     assert keys(frames_per_segment=2)[0] == c and keys(frames_per_segment=2)[1] != f
     assert len({*keys(clips=5), c, f, m}) == 6  # new clips rebuild everything
-    assert keys(lookahead=0, fast=True, headless=True) == (c, f, m)  # replay-only settings
+    assert keys(lookahead=0, fast=True, headless=True, backend="eager") == (c, f, m)  # replay
 
 
 def test_real_weights_are_used_when_the_cache_has_them(tmp_path):
@@ -159,7 +159,8 @@ def test_demo_end_to_end_then_cached(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(subprocess, "Popen", spy)
     argv = ["--work", str(tmp_path / "work"), "--clips", "3", "--clip-seconds", "3",
-            "--epochs", "1", "--duration", "5", "--fast", "--headless", "--target", "0"]
+            "--epochs", "1", "--duration", "5", "--fast", "--headless", "--target", "0",
+            "--backend", "eager"]
     assert demo.main(argv) == 0
     out = capsys.readouterr().out
     assert "RANDOM extractor weights" in out and "live accuracy" in out
@@ -218,9 +219,9 @@ def test_readme_walkthrough_runs_on_generated_clips(tmp_path):
     """Each command of the README's walk-through, run as written from a folder holding
     generated recordings (`my_clips/`, `my_events.csv`, a test recording `my_test.mp4` with
     `my_test.csv`) and weight files in the published names and layouts. For the test:
-    --camera 0 becomes --replay my_test.mp4, replays are --fast --headless, training runs 2
-    epochs; the fetch command needs the internet (its download, resume and checksum code is
-    tested in tests/test_weights.py)."""
+    --camera 0 becomes --replay my_test.mp4, replays are --fast --headless --backend eager
+    (no engine compile), training runs 2 epochs; the fetch command needs the internet (its
+    download, resume and checksum code is tested in tests/test_weights.py)."""
     commands = readme_commands("Your own events")
     names = [c.split()[2] if c.split()[1] == "-m" else c.split()[1] for c in commands]
     for needed in ("model.weights", "model.extract", "model.train", "model.evaluate",
@@ -246,7 +247,7 @@ def test_readme_walkthrough_runs_on_generated_clips(tmp_path):
         cmd = cmd.replace("--camera 0", "--replay my_test.mp4")
         cmd = re.sub(r"--epochs \d+", "--epochs 2", cmd)
         if cmd.startswith("python main.py"):
-            cmd += " --fast --headless"
+            cmd += " --fast --headless --backend eager"
         argv = shlex.split(cmd)
         argv[0] = sys.executable
         if argv[1] == "main.py":
