@@ -30,6 +30,7 @@ from model.network import JCANet, export_window
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## JCA window latency"
+NOTES = "### Notes"
 
 
 def time_round(model: torch.nn.Module, audio: torch.Tensor, visual: torch.Tensor, runs: int,
@@ -88,12 +89,16 @@ def parse_overrides(items: list[str]) -> dict[str, object]:
 
 
 def replace_section(text: str, body: str) -> str:
-    """Swap this benchmark's section of RESULTS.md (up to the next '## ') for a new one."""
+    """Swap this benchmark's section of RESULTS.md (up to the next '## ') for a new one,
+    keeping its hand-written '### Notes' block."""
     start = text.find(SECTION)
     if start < 0:
         return text.rstrip("\n") + "\n\n" + body
     end = text.find("\n## ", start + len(SECTION))
-    return text[:start] + body + ("" if end < 0 else text[end + 1:])
+    old = text[start:] if end < 0 else text[start:end + 1]
+    notes = old.find(NOTES)
+    kept = "" if notes < 0 else "\n" + old[notes:].rstrip("\n") + "\n"
+    return text[:start] + body + kept + ("" if end < 0 else "\n" + text[end + 1:])
 
 
 def main() -> int:
