@@ -284,6 +284,8 @@ def run(a: argparse.Namespace, parts: Parts, command: str) -> dict[str, Any]:
         "config": {"source": parts.opts.source if parts.opts.source != "replay"
                    else f"replay {Path(parts.opts.replay or '').name}",
                    "device": parts.device, "backend": a.backend,
+                   "backend_picked": str(getattr(parts.backends.get(a.backend), "name",
+                                                 a.backend)),  # what auto resolved to
                    "backend_precision": parts.backend_precision(a.backend),
                    "extractor_precision": parts.precision, "k": parts.k,
                    "lookahead": a.lookahead, "untrained": parts.untrained,

@@ -79,7 +79,7 @@ def check_run(run: dict, k: int | None = None) -> None:
 
 def test_benchmark_synthetic_consistent(tmp_path, capsys):
     out = tmp_path / "lat.json"
-    argv = ["--synthetic", "--random-weights", "--fast", "--duration", "3",
+    argv = ["--synthetic", "--random-weights", "--fast", "--duration", "3", "--backend", "eager",
             "--frames-per-segment", "2", "--compare", "incremental", "frames", "backends",
             "--backends", "eager", "--frames", "1", "4", "--compare-seconds", "2",
             "--repeat", "2", "--streams", "1", "3", "--streams-seconds", "2",
