@@ -8,7 +8,7 @@
 
 Segment i covers stream time [i, i + 1). The rules (docs/STREAMING.md):
 - frames: the model.extractors.sampling.select_frames rule, applied causally: each frame takes
-  the targets (j + 0.5) / k it is the first frame at or after, and goes through VGG19 as soon as
+  the targets j / k it is the first frame at or after, and goes through VGG19 as soon as
   it arrives if it takes any; targets left when the segment's video is complete take its last
   frame. The visual feature is the mean over the k selections. With `incremental=False`
   (a comparison baseline for benchmarks.latency) the selected frames wait and go through

@@ -18,7 +18,7 @@ SMALL_VGGISH = (4, 8, 8, 16)
 def ref_select(times, k):
     out = []
     for i in range(k):
-        target = (i + 0.5) / k
+        target = i / k
         hits = [j for j, t in enumerate(times) if t >= target]
         out.append(hits[0] if hits else len(times) - 1)
     return out
@@ -33,7 +33,9 @@ def test_select_frames_matches_the_rule_on_random_times():
 
 
 def test_select_frames_regular_rates():
-    assert select_frames([i / 25 for i in range(25)], 1) == [13]  # first frame >= 0.5 s
+    assert select_frames([i / 25 for i in range(25)], 1) == [0]  # the segment's first frame
+    # 25 fps, k = 16: targets up to 0.9375 s, met by frames up to 0.96 s, never left to close
+    assert select_frames([i / 25 for i in range(25)], 16)[-1] == 24
     assert select_frames([i / 10 for i in range(10)], 16) == ref_select(
         [i / 10 for i in range(10)], 16)
     idx = select_frames([i / 30 for i in range(30)], 16)
@@ -41,8 +43,9 @@ def test_select_frames_regular_rates():
 
 
 def test_select_frames_repeats_and_edges():
-    assert select_frames([0.0, 0.5], 4) == [1, 1, 1, 1]  # 0.625 and 0.875: no frame -> last
-    assert select_frames([0.0, 0.1], 2) == [1, 1]
+    assert select_frames([0.0, 0.5], 4) == [0, 1, 1, 1]  # 0.75: no frame at or after -> last
+    assert select_frames([0.1, 0.2], 2) == [0, 1]  # 0.5: none at or after -> the last
+    assert select_frames([0.0, 0.1], 2) == [0, 1]
     assert select_frames([], 16) == []
     with pytest.raises(ValueError):
         select_frames([0.0], 0)
@@ -283,9 +286,9 @@ def test_visual_frame_and_segment_features(extractors):
     feats = extractors.visual.frame_features(frames)
     assert feats.shape == (3, 7, 7, 512) and feats.dtype == np.float32
     assert np.isfinite(feats).all() and feats.std() > 0
-    # times 0.1, 0.4, 0.8 with k=2 (targets 0.25, 0.75) select frames 1 and 2
+    # times 0.1, 0.4, 0.8 with k=2 (targets 0, 0.5) select frames 0 and 2
     seg = extractors.visual.segment_feature(frames, [0.1, 0.4, 0.8], 2)
-    np.testing.assert_allclose(seg, (feats[1].astype(np.float64) + feats[2]) / 2, rtol=1e-5,
+    np.testing.assert_allclose(seg, (feats[0].astype(np.float64) + feats[2]) / 2, rtol=1e-5,
                                atol=1e-4)
     # one frame at 0.6 with k=2: selected twice -> its own feature
     one = extractors.visual.segment_feature(frames[:1], [0.6], 2)

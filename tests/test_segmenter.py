@@ -67,12 +67,13 @@ def test_visual_feature_is_mean_of_selected_frames(fps, k):
 def test_each_selected_frame_is_computed_once_as_it_arrives():
     fake = FakeVisual()
     seg = Segmenter(fake.frame_features, k=4)
-    for i in range(10):  # 10 fps: targets .125 .375 .625 .875 -> frames at .2 .4 .7 .9
+    for i in range(10):  # 10 fps: targets 0 .25 .5 .75 -> frames at 0 .3 .5 .8
         seg.push(frame(i / 10, i))
     assert fake.calls == 4  # computed on arrival, before the segment closes
-    seg.push(Frame(1.0, np.zeros((2, 2, 3), np.uint8)))
-    seg.push(Audio(0.0, np.zeros(RATE + 10, np.float32), RATE))
-    assert fake.calls == 4
+    seg.push(Frame(1.0, np.zeros((2, 2, 3), np.uint8)))  # closes segment 0, opens segment 1
+    closed = seg.push(Audio(0.0, np.zeros(RATE + 10, np.float32), RATE))
+    assert [s.index for s in closed] == [0]
+    assert fake.calls == 5  # closing cost no extraction; the new frame is segment 1's target 0
 
 
 @pytest.mark.parametrize("duration,expected", [(23.5, 24), (23.4, 23), (23.6, 24), (20.0, 20),
