@@ -289,6 +289,7 @@ def run(a: argparse.Namespace, parts: Parts, command: str) -> dict[str, Any]:
                    "backend_precision": parts.backend_precision(a.backend),
                    "extractor_precision": parts.precision, "k": parts.k,
                    "lookahead": a.lookahead, "untrained": parts.untrained,
+                   "random_features": parts.random_features,
                    "setup_s": parts.setup_s},
         "main": main, "comparisons": comparisons, "streams": streams,
     }

@@ -105,7 +105,9 @@ def markdown(report: dict[str, Any]) -> str:
            f"Command: `{report['command']}`  ",
            f"Device: {m['device_name']}, torch {m['torch']}, {m['torch_threads']} torch threads, "
            f"{m['cpu_count']} CPUs; extractors in {cfg['extractor_precision']}, lookahead "
-           f"{cfg['lookahead']}" + ("; UNTRAINED (random weights)" if cfg["untrained"] else "")
+           f"{cfg['lookahead']}" + ("; UNTRAINED (random weights)" if cfg["untrained"] else
+                                    "; RANDOM FEATURES (random extractor weights)"
+                                    if cfg.get("random_features") else "")
            + ".", ""]
     out += stage_rows(main["stages"])
     out += ["", run_line(main), ""]

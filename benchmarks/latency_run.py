@@ -80,6 +80,7 @@ class Parts:
     precision: str  # of the extractors
     backends: dict[str, Backend]
     setup_s: dict[str, float]  # build time of each piece, s
+    random_features: bool = False  # random extractor weights
     _warm: set[str] = field(default_factory=set)  # backends called once already
     _warm_extractors: bool = False
 
@@ -102,7 +103,8 @@ class Parts:
                    device=det.device, k=pipe.options.frames_per_segment,
                    av_offset=pipe.options.av_offset, untrained=pipe.options.untrained,
                    precision=precision, backends={opts.backend: det.backend},
-                   setup_s={"app_build": round(built, 2)})
+                   setup_s={"app_build": round(built, 2)},
+                   random_features=pipe.options.random_features)
 
     def backend(self, name: str) -> Backend:
         """The window model on backend `name` (built and warmed up on first use)."""
@@ -152,6 +154,7 @@ class Parts:
                        lookahead=spec.lookahead, temperature=self.temperature, device=self.device)
         options = PipelineOptions(frames_per_segment=spec.k, av_offset=self.av_offset,
                                   duration=self.seconds(spec), untrained=self.untrained,
+                                  random_features=self.random_features,
                                   incremental=spec.incremental)
         info = {"device": self.device, "backend": spec.backend, "frames_per_segment": spec.k}
         return Pipeline(source, frame_features or self.frame_features,

@@ -43,6 +43,10 @@ AVE_CLASSES = (
     "Train horn", "Clock", "Banjo", "Goat", "Baby cry, infant cry", "Bus", "Chainsaw", "Cat",
     "Horse", "Toilet flush", "Rodents, rats, mice", "Accordion", "Mandolin", BACKGROUND,
 )
+UNTRAINED_NOTE = "UNTRAINED: random weights, the labels are meaningless (pass --checkpoint FILE)"
+RANDOM_FEATURES_NOTE = (
+    "RANDOM FEATURES: extractor weights are random (python -m model.weights fetch for real "
+    "ones); labels hold only for a model trained on these same random features")
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,8 @@ class Model:
     recipe: FeatureRecipe | None  # what it was trained on
     temperature: float
     threshold: float  # calibrated event threshold (0 = none)
-    untrained: bool
+    untrained: bool  # random JCA weights (no checkpoint)
+    random_features: bool  # trained on features from random extractor weights
     name: str  # for the status line
     meta: dict = field(default_factory=dict)  # the checkpoint's meta
 
@@ -112,10 +117,10 @@ def load_model(opts: AppOptions) -> Model:
                             "python -m model.train, or pass --random-weights to run untrained")
         net, ckpt = load_checkpoint(opts.checkpoint)
         calib = ckpt.meta.get("calibration") or {}
-        untrained = bool(ckpt.meta.get("random_features")) or (
+        random_features = bool(ckpt.meta.get("random_features")) or (
             ckpt.recipe is not None and ckpt.recipe.random_weights)
         return Model(net, ckpt.class_names, ckpt.recipe, calibrated_temperature(ckpt.meta),
-                     float(calib.get("event_threshold", 0.0)), untrained,
+                     float(calib.get("event_threshold", 0.0)), False, random_features,
                      Path(opts.checkpoint).name, ckpt.meta)
     if not opts.random_weights:
         raise UserError("no checkpoint: pass --checkpoint FILE (train one with python -m "
@@ -125,7 +130,7 @@ def load_model(opts: AppOptions) -> Model:
 
     torch.manual_seed(opts.seed)
     net = JCANet(preset("paper", num_classes=len(AVE_CLASSES))).eval()
-    return Model(net, AVE_CLASSES, None, 1.0, 0.0, True, "random weights")
+    return Model(net, AVE_CLASSES, None, 1.0, 0.0, True, True, "random weights")
 
 
 def build_feature_extractors(opts: AppOptions, model: Model, device: str, k: int) -> Any:
@@ -210,9 +215,12 @@ def _build(opts: AppOptions, device: str, source: Source) -> Pipeline:
     elif opts.checkpoint:
         say(f"warning: {model.name} records no feature recipe; cannot check the live features "
             "match its training features")
-    untrained = model.untrained or live_recipe.random_weights
+    untrained = model.untrained
+    random_features = model.random_features or live_recipe.random_weights
     if untrained:
-        say("UNTRAINED: random weights, the labels are meaningless (pass --checkpoint FILE)")
+        say(UNTRAINED_NOTE)
+    elif random_features:
+        say(RANDOM_FEATURES_NOTE)
     backend = make_backend(opts.backend, model.net, device, precision=opts.precision,
                            meta=model.meta)
     reason = getattr(backend, "reason", None)
@@ -225,12 +233,14 @@ def _build(opts: AppOptions, device: str, source: Source) -> Pipeline:
     info = {"source": source.name, "device": device,
             "backend": picked if precision == "fp32" else f"{picked} {precision}",
             "checkpoint": model.name, "untrained": untrained,
-            "frames_per_segment": k, "lookahead": opts.lookahead}
+            "random_features": random_features, "frames_per_segment": k,
+            "lookahead": opts.lookahead}
     pipe = Pipeline(source, visual.frame_features, audio, detector,
                     options=PipelineOptions(frames_per_segment=k, av_offset=opts.av_offset or 0.0,
-                                            duration=opts.duration, untrained=untrained),
+                                            duration=opts.duration, untrained=untrained,
+                                            random_features=random_features),
                     info=info)
-    pipe.sinks = make_sinks(opts, pipe, model, untrained)
+    pipe.sinks = make_sinks(opts, pipe, model)
     if opts.overlay:
         from streamer.overlay import OverlayWriter
 
@@ -240,7 +250,7 @@ def _build(opts: AppOptions, device: str, source: Source) -> Pipeline:
     return pipe
 
 
-def make_sinks(opts: AppOptions, pipe: Pipeline, model: Model, untrained: bool) -> list:
+def make_sinks(opts: AppOptions, pipe: Pipeline, model: Model) -> list:
     """Log, events, console, in the order each segment reaches them (the log is on disk
     before anything is shown); the console also gets each final event interval."""
     from streamer.dashboard import make_console_sink
@@ -256,7 +266,9 @@ def make_sinks(opts: AppOptions, pipe: Pipeline, model: Model, untrained: bool) 
             listeners = [console.on_event] if hasattr(console, "on_event") else []
             sinks.append(EventLog(opts.events, opts.min_event, opts.min_gap,
                                   background=model.class_names[-1], threshold=model.threshold,
-                                  untrained=untrained, listeners=listeners))
+                                  untrained=pipe.options.untrained,
+                                  random_features=pipe.options.random_features,
+                                  listeners=listeners))
     except BaseException:
         for s in [*sinks, console]:
             s.close()

@@ -46,8 +46,8 @@ PALETTE = (
     "#d6616b", "#e7969c", "#a55194", "#ce6dbd", "#393b79", "#5254a3", "#637939", "#cedb9c",
     "#8c6d31", "#e7cb94", "#843c39", "#ad494a", "#7b4173", "#de9ed6",
 )
-STATUS_KEYS = ("source", "device", "backend", "checkpoint", "untrained", "frames_per_segment",
-               "lookahead")
+STATUS_KEYS = ("source", "device", "backend", "checkpoint", "untrained", "random_features",
+               "frames_per_segment", "lookahead")
 
 
 def class_color(class_id: int | None, n_classes: int) -> str:
@@ -256,6 +256,9 @@ def _header(state: DashboardState, width: int) -> Text:
     if info.get("untrained"):
         t.append(" ")
         t.append_text(_badge("UNTRAINED", "bold white on red"))
+    elif info.get("random_features"):
+        t.append(" ")
+        t.append_text(_badge("RANDOM FEATURES", "bold black on yellow"))
     for key, name in (("source", "source"), ("device", "device"), ("backend", "backend")):
         if info.get(key) not in (None, ""):
             t.append(f"  {name} ", style="dim")
@@ -320,7 +323,9 @@ def _now_panel(state: DashboardState, width: int, height: int) -> Panel:
         grid.add_column(width=14)
         grid.add_row(body, _attention_map(attn))
         body = grid
-    subtitle = "random weights: labels are meaningless" if state.info.get("untrained") else None
+    subtitle = ("random weights: labels are meaningless" if state.info.get("untrained") else
+                "random extractor weights: labels hold only for a model trained on them"
+                if state.info.get("random_features") else None)
     return Panel(body, title="now", title_align="left", subtitle=subtitle,
                  subtitle_align="right", height=height, border_style=color)
 
@@ -616,6 +621,9 @@ def header_line(info: Mapping[str, Any]) -> str:
              if info.get(k) is not None]
     if info.get("untrained"):
         parts.append("UNTRAINED (random weights: labels are meaningless)")
+    elif info.get("random_features"):
+        parts.append("RANDOM FEATURES (random extractor weights: labels hold only for a model "
+                     "trained on these same random features)")
     return "jca-live " + " ".join(parts)
 
 
@@ -636,6 +644,8 @@ def plain_line(record: Mapping[str, Any], class_names: Sequence[str] = ()) -> st
     flags += [f"no {m}" for m in record.get("missing") or ()]
     if record.get("untrained"):
         flags.append("UNTRAINED")
+    elif record.get("random_features"):
+        flags.append("RANDOM FEATURES")
     if flags:
         line += "  [" + ", ".join(flags) + "]"
     return line

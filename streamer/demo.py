@@ -369,9 +369,9 @@ def run(opts: DemoOptions, console: Console | None = None) -> Score:
          + (" as fast as it goes" if opts.fast else " in real time"))
     paths.live.mkdir(parents=True, exist_ok=True)
     if random_weights:
-        console.print("[yellow]main.py marks these labels UNTRAINED because the extractor "
-                      "weights are random; the JCA model itself was trained on their "
-                      "features[/]")
+        console.print("[yellow]main.py marks these labels RANDOM FEATURES because the "
+                      "extractor weights are random; the JCA model itself was trained on their "
+                      "features, so its labels hold[/]")
     if not opts.headless and tty:
         time.sleep(1.0)  # let the reader see what comes before the dashboard takes the screen
     run_step("the live replay", replay_cmd(opts, paths),

@@ -100,12 +100,14 @@ def draw_overlay(rgb: np.ndarray, record: Mapping[str, Any], alpha: float = 0.6)
     text = f"{_ascii(short_name(str(record.get('label', '?'))))} {conf:.0%}"
     cv2.putText(out, text, (bh // 5 + 6, int(bh * 0.68)), cv2.FONT_HERSHEY_SIMPLEX, scale,
                 (255, 255, 255), thick, cv2.LINE_AA)
-    right = f"{float(record.get('start', 0.0)):.0f}s"
+    right, ink = f"{float(record.get('start', 0.0)):.0f}s", (220, 220, 220)
     if record.get("untrained"):
-        right = "UNTRAINED " + right
+        right, ink = "UNTRAINED " + right, (255, 80, 80)
+    elif record.get("random_features"):
+        right, ink = "RANDOM FEATURES " + right, (255, 210, 0)
     (tw, _), _ = cv2.getTextSize(right, cv2.FONT_HERSHEY_SIMPLEX, scale * 0.7, thick)
     cv2.putText(out, right, (w - tw - 6, int(bh * 0.62)), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.7,
-                (255, 80, 80) if record.get("untrained") else (220, 220, 220), thick, cv2.LINE_AA)
+                ink, thick, cv2.LINE_AA)
     bar = max(2, bh // 8)  # confidence bar along the banner's bottom edge
     cv2.rectangle(out, (0, bh - bar), (round(conf * (w - 1)), bh - 1), color, -1)
     return out

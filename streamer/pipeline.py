@@ -41,7 +41,8 @@ class PipelineOptions:
     av_offset: float = 0.0  # seconds the audio lags the picture
     duration: float | None = None  # stream seconds, then stop
     grace: float = 0.5  # live: close a segment this long after its end whatever has arrived
-    untrained: bool = False  # every record says so
+    untrained: bool = False  # random JCA weights: every record says so
+    random_features: bool = False  # random extractor weights: every record says so
     incremental: bool = True  # VGG19 per selected frame on arrival (False: all at close)
 
 
@@ -61,6 +62,7 @@ class Summary:
     stream_s: float = 0.0  # end of the last segment
     interrupted: bool = False
     untrained: bool = False
+    random_features: bool = False
     error: BaseException | None = None
 
     def p(self, stage: str, q: float) -> float:
@@ -73,6 +75,9 @@ class Summary:
                 f" / p95 {self.p('total', 95):.0f} ms")
         if self.untrained:
             text += "  [UNTRAINED: random weights, labels are meaningless]"
+        elif self.random_features:
+            text += ("  [RANDOM FEATURES: extractor weights are random; labels hold only for a "
+                     "model trained on these same random features]")
         return text
 
     def to_dict(self) -> dict[str, object]:
@@ -84,6 +89,7 @@ class Summary:
             "frame_ms_p50": round(percentile(self.frame_ms, 50), 2),
             "sink_ms_p50": round(percentile(self.sink_ms, 50), 3),
             "interrupted": self.interrupted, "untrained": self.untrained,
+            "random_features": self.random_features,
             "error": None if self.error is None else str(self.error),
         }
 
@@ -111,7 +117,8 @@ class Pipeline:
                                    grace=self.options.grace,
                                    incremental=self.options.incremental)
         self.clock = Clock()
-        self.summary = Summary(untrained=self.options.untrained)
+        self.summary = Summary(untrained=self.options.untrained,
+                               random_features=self.options.random_features)
         self._stop = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -123,6 +130,7 @@ class Pipeline:
             "source": source.name, "device": "cpu", "backend": "eager", "checkpoint": None,
             **(info or {}),
             "untrained": self.options.untrained,
+            "random_features": self.options.random_features,
             "frames_per_segment": self.options.frames_per_segment,
             "lookahead": detector.lookahead, "audio_level_db": -120.0, "video_fps": 0.0,
             "segments": 0,
@@ -252,7 +260,9 @@ class Pipeline:
             "probs": [float(x) for x in p.probs], "lookahead": p.lookahead,
             "warmup": p.warmup, "latency_ms": {},
             "missing": list(seg.missing), "partial": seg.partial,
-            "untrained": self.options.untrained, "audio_rms_db": round(seg.audio_rms_db, 1),
+            "untrained": self.options.untrained,
+            "random_features": self.options.random_features,
+            "audio_rms_db": round(seg.audio_rms_db, 1),
             "video_fps": self._status["video_fps"], "drops": self.source.drops,
             "frames": seg.frames,
         }

@@ -256,6 +256,8 @@ def plot_timeline(records: Sequence[Mapping[str, Any]], truth: Sequence[str] | N
         head += f"   segment accuracy {acc:.0%} ({sum(correct)}/{len(correct)})"
     if any(r.get("untrained") for r in records):
         head += "   [UNTRAINED: random weights]"
+    elif any(r.get("random_features") for r in records):
+        head += "   [RANDOM FEATURES: random extractor weights]"
     fig.suptitle(head, fontsize=10, x=0.02, ha="left")
     fig.subplots_adjust(left=0.95 / width, right=1 - 1.9 / width, top=0.9, bottom=0.12)
     return fig

@@ -56,11 +56,11 @@ class EventLog:
 
     def __init__(self, path: str | Path, min_event: float = 1.0, min_gap: float = 2.0,
                  background: str = "background", threshold: float = 0.0,
-                 untrained: bool = False,
+                 untrained: bool = False, random_features: bool = False,
                  listeners: Sequence[Callable[[dict], None]] = ()) -> None:
         """listeners: also called with each interval (e.g. Dashboard.on_event)."""
         self.path = Path(path)
-        self.untrained = untrained
+        self.untrained, self.random_features = untrained, random_features
         self.listeners = list(listeners)
         self.tracker = IntervalTracker(min_event, min_gap, background, threshold)
         self._f = open_output(path)
@@ -70,6 +70,8 @@ class EventLog:
             d = iv.to_dict()
             if self.untrained:
                 d["untrained"] = True
+            if self.random_features:
+                d["random_features"] = True
             self._f.write(json.dumps(d) + "\n")
             for listen in self.listeners:
                 listen(d)

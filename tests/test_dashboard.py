@@ -25,7 +25,9 @@ from streamer.dashboard import (
     PlainSink,
     big_text_lines,
     class_color,
+    header_line,
     make_console_sink,
+    plain_line,
     render,
 )
 
@@ -55,8 +57,8 @@ def record(seg: int, cid: int, probs: list[float] | None = None, **extra) -> dic
             **extra}
 
 
-def make_state(untrained: bool = True):
-    model = DashboardModel({**HEADER, "untrained": untrained})
+def make_state(untrained: bool = True, random_features: bool = False):
+    model = DashboardModel({**HEADER, "untrained": untrained, "random_features": random_features})
     records = [record(s, c) for s, c in enumerate(PLAN)]
     records.append(record(len(PLAN), 2, CURRENT, attention=np.eye(7).tolist()))
     for r in records:
@@ -142,6 +144,29 @@ def test_timeline_cells_coloured_by_class():
     assert colours == expected
     assert class_color(BG, len(NAMES)) == "#808080"
     assert len(set(expected)) == 3
+
+
+def test_random_features_is_a_yellow_badge_not_untrained():
+    state, _ = make_state(untrained=False, random_features=True)
+    lines, _ = draw(state, 120, 30)
+    assert "RANDOM FEATURES" in lines[0] and "UNTRAINED" not in "\n".join(lines)
+    assert "meaningless" not in "\n".join(lines)
+    console = Console(file=io.StringIO(), width=120, height=30, color_system="truecolor")
+    top = console.render_lines(render(state, 120, 30), console.options, pad=False)[0]
+    badge = next(seg for seg in top if seg.text == " RANDOM FEATURES ")
+    assert badge.style.bgcolor.name == "yellow"
+    info = {**HEADER, "untrained": False, "random_features": True}
+    assert "RANDOM FEATURES" in header_line(info) and "UNTRAINED" not in header_line(info)
+    assert "meaningless" not in header_line(info)
+    assert plain_line(record(3, 1, untrained=False, random_features=True)).endswith(
+        "[RANDOM FEATURES]")
+    # both set: untrained wins
+    both = {**info, "untrained": True}
+    assert "UNTRAINED" in header_line(both) and "RANDOM FEATURES" not in header_line(both)
+    assert plain_line(record(3, 1, untrained=True, random_features=True)).endswith("[UNTRAINED]")
+    state, _ = make_state(untrained=True, random_features=True)
+    lines, _ = draw(state, 120, 30)
+    assert "UNTRAINED" in lines[0] and "RANDOM FEATURES" not in "\n".join(lines)
 
 
 def test_render_small_and_empty_terminals():

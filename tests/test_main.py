@@ -51,9 +51,12 @@ def test_replay_with_real_extractors_equals_offline(tmp_path, random_extractors,
     out, err = capsys.readouterr()
     recs = [json.loads(x) for x in log.read_text().splitlines()]
     assert summary.segments == len(recs) == 3  # 2 full seconds + a partial 0.6 s
-    assert all(r["untrained"] for r in recs)  # the checkpoint's features are random
-    assert "UNTRAINED" in err and "3 segments" in err
-    assert "UNTRAINED" in out and len(out.splitlines()) == 4  # not a TTY: header + plain lines
+    # a trained model on random extractor features: flagged, but not called untrained
+    assert all(r["untrained"] is False and r["random_features"] is True for r in recs)
+    assert "RANDOM FEATURES" in err and "3 segments" in err
+    assert "UNTRAINED" not in err and "meaningless" not in err
+    assert "RANDOM FEATURES" in out and len(out.splitlines()) == 4  # header + plain lines
+    assert "UNTRAINED" not in out and "meaningless" not in out
 
     offline = extract_file(video, random_extractors, ClipPolicy())  # padded to 10 s
     audio, visual = offline.audio[0, :3], offline.visual[0, :3]
@@ -66,6 +69,39 @@ def test_replay_with_real_extractors_equals_offline(tmp_path, random_extractors,
         np.testing.assert_allclose(r["probs"], softmax(logits[0, pos].double().numpy(), 1.5),
                                    atol=1e-5)
     assert [t for t in threading.enumerate() if t.name.startswith("jca-")] == []
+
+
+def test_random_features_checkpoint_vs_random_weights(tmp_path, random_extractors, capsys):
+    """A checkpoint trained on random-extractor features (meta says so) is RANDOM FEATURES on
+    every output; --random-weights (no trained model) is UNTRAINED, which wins the wording."""
+    ckpt = checkpoint(tmp_path / "jca.pt", random_extractors.recipe,
+                      meta={"random_features": True})
+    common = {"source": "synthetic", "device": "cpu", "frames_per_segment": 1, "fast": True,
+              "duration": 2.0, "backend": "eager"}
+    log, events = tmp_path / "log.jsonl", tmp_path / "events.jsonl"
+    summary = run(AppOptions(checkpoint=str(ckpt), log=str(log), events=str(events), **common))
+    out, err = capsys.readouterr()
+    recs = [json.loads(x) for x in log.read_text().splitlines()]
+    evs = [json.loads(x) for x in events.read_text().splitlines()]
+    assert summary.segments == len(recs) == 2 and evs
+    assert not summary.untrained and summary.random_features
+    assert all(r["untrained"] is False and r["random_features"] is True for r in recs)
+    assert all("untrained" not in e and e["random_features"] is True for e in evs)
+    assert "RANDOM FEATURES: extractor weights are random" in err
+    assert "python -m model.weights fetch" in err
+    assert "meaningless" not in err and "UNTRAINED" not in err
+    assert "RANDOM FEATURES" in out.splitlines()[0] and "UNTRAINED" not in out
+
+    summary = run(AppOptions(random_weights=True, log=str(log), events=str(events), **common))
+    out, err = capsys.readouterr()
+    recs = [json.loads(x) for x in log.read_text().splitlines()]
+    evs = [json.loads(x) for x in events.read_text().splitlines()]
+    assert summary.untrained and summary.random_features and len(recs) == 2 and evs
+    assert all(r["untrained"] is True and r["random_features"] is True for r in recs)
+    assert all(e["untrained"] is True and e["random_features"] is True for e in evs)
+    assert "UNTRAINED: random weights, the labels are meaningless" in err
+    assert "RANDOM FEATURES" not in err
+    assert "UNTRAINED" in out.splitlines()[0] and "RANDOM FEATURES" not in out
 
 
 def test_recipe_mismatch_is_refused(tmp_path, random_extractors):

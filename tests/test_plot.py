@@ -125,6 +125,18 @@ def test_bands_in_class_colours_against_truth():
     hits = sum(p == t for p, t in zip(PRED, truth_ids, strict=True))
     assert segment_accuracy(recs, truth) == pytest.approx(hits / len(PRED))
     assert f"({hits}/{len(PRED)})" in fig._suptitle.get_text()
+    assert "UNTRAINED" not in fig._suptitle.get_text()
+    assert "RANDOM" not in fig._suptitle.get_text()
+
+
+def test_title_tags_untrained_and_random_features():
+    plain = records(PRED)
+    rand = [{**r, "untrained": False, "random_features": True} for r in plain]
+    head = plot_timeline(rand, None, "t")._suptitle.get_text()
+    assert "RANDOM FEATURES" in head and "UNTRAINED" not in head
+    both = [{**r, "untrained": True, "random_features": True} for r in plain]
+    head = plot_timeline(both, None, "t")._suptitle.get_text()
+    assert "UNTRAINED" in head and "RANDOM FEATURES" not in head
 
 
 def test_cli_writes_png(tmp_path, capsys):
