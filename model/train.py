@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -35,7 +33,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from model.checkpoint import save_checkpoint
+from model.checkpoint import atomic_torch_save, save_checkpoint
 from model.config import ABLATIONS, PRESETS, JCAConfig, preset
 from model.data import AVEData, AVEPaths, open_dataset
 from model.errors import UserError, run_cli
@@ -129,18 +127,6 @@ def resume_path(out: Path) -> Path:
     return out.with_name(out.name + ".resume")
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _fingerprint(data: AVEData) -> dict[str, Any]:
@@ -238,7 +224,7 @@ def train(data: AVEData, out: str | Path, opts: TrainOptions, *, resume: bool = 
                           "seconds": round(time.perf_counter() - t0, 3)}
                 history.append({k: record[k] for k in ("epoch", "train_loss", "lr",
                                                        "val_accuracy")})
-                _atomic_torch_save({
+                atomic_torch_save({
                     "format": STATE_FORMAT, "epoch": epoch, "options": opts.to_dict(),
                     "data": _fingerprint(data), "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),

@@ -40,13 +40,7 @@ MIN_AGREEMENT = 99.5  # % of segment labels equal to eager fp32
 HAS_TRT = torch.cuda.is_available() and probe.tensorrt_version() is not None
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: far faster than two on this shared, busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -27,13 +27,7 @@ SMALL = {"hidden": 8, "embed": 16, "joint_hidden": 8, "joint_embed": 16, "mlp_hi
          "attn_hidden": 8, "attn_dim": 4}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: far faster than two on this shared, busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_net(**overrides: object) -> JCANet:

@@ -33,12 +33,7 @@ from model.synthetic import make_dataset
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = {"hidden": 8, "embed": 16, "joint_hidden": 8, "joint_embed": 16, "attn_hidden": 8,

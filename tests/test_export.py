@@ -9,14 +9,7 @@ import torch
 from model.config import preset
 from model.network import RNN_OPS, TRT_CONVERTIBLE_OPS, JCANet, export_window, graph_ops
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: far faster than two on this shared, busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("name", ["paper", "reference"])

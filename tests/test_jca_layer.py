@@ -9,14 +9,7 @@ import torch
 from model.config import preset
 from model.jca import CoAttentionLayer, CoAttentionStack, DenseCoAttentionLayer, build_coattention
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: far faster than two on this shared, busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def jca_numpy(a: np.ndarray, v: np.ndarray, weights: list[dict[str, np.ndarray]],

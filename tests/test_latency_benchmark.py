@@ -31,12 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TOL = 0.004  # ms: the pipeline rounds each latency to 0.001 ms
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fake_parts(argv: list[str], k: int, visual: FakeVisual | None = None) -> Parts:

@@ -19,13 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CASES = [(p, a) for p in PRESETS for a in (None, *ABLATIONS)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: far faster than two on this shared, busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def inputs(b: int = 2, t: int = 10, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -75,13 +75,7 @@ def no_thread_left():
     assert set(threading.enumerate()) <= before, jca_threads()
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Batch-1 calls of a narrow model run fastest on one thread on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("duration,fps,rate,channels,name,codec", [

@@ -24,13 +24,7 @@ from model.train import TrainOptions, compute_loss, parse_overrides, resume_path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models train faster on one thread, above all on a CPU shared with other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # the paper preset's architecture at a quarter of its widths, so three models train in seconds
 SMALL = (("hidden", 32), ("embed", 64), ("joint_hidden", 32), ("joint_embed", 64),
