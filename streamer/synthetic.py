@@ -98,7 +98,7 @@ class Script:
 
 def noise(idx: np.ndarray, seed: int) -> np.ndarray:
     """Deterministic white noise in [-1, 1) indexed by sample number (a hash, no RNG state)."""
-    x = (idx.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15))
+    x = idx.astype(np.uint64) + np.uint64(seed * 0x9E3779B97F4A7C15 % (1 << 64))  # mod 2**64
     x ^= x >> np.uint64(33)
     x *= np.uint64(0xFF51AFD7ED558CCD)
     x ^= x >> np.uint64(33)
