@@ -17,6 +17,7 @@ import argparse
 import csv
 import io
 import json
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,8 +259,11 @@ def plot_timeline(records: Sequence[Mapping[str, Any]], truth: Sequence[str] | N
         head += "   [UNTRAINED: random weights]"
     elif any(r.get("random_features") for r in records):
         head += "   [RANDOM FEATURES: random extractor weights]"
-    fig.suptitle(head, fontsize=10, x=0.02, ha="left")
-    fig.subplots_adjust(left=0.95 / width, right=1 - 1.9 / width, top=0.9, bottom=0.12)
+    # about 12 characters of 10-pt text per inch: wrap rather than run off the right edge
+    lines = [w for line in head.splitlines() for w in textwrap.wrap(line, int(width * 12)) or [""]]
+    fig.suptitle("\n".join(lines), fontsize=10, x=0.02, ha="left")
+    top = 0.9 - 0.035 * max(0, len(lines) - 2)
+    fig.subplots_adjust(left=0.95 / width, right=1 - 1.9 / width, top=top, bottom=0.12)
     return fig
 
 
