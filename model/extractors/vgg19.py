@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from model.errors import UserError
+from model.extractors.state import matching_state_dict
 
 WIDTHS = (64, 128, 256, 512, 512)  # channels per block
 CONVS_PER_BLOCK = (2, 2, 4, 4, 4)
@@ -193,14 +194,8 @@ def load_vgg19_weights(path: str | Path,
         if not isinstance(sd, dict):
             raise ValueError("not a state dict")
         sd = {k: v for k, v in sd.items() if k.startswith("features.")}
-        expected = VGG19(widths).state_dict()
-        if set(sd) != set(expected):
-            missing = sorted(set(expected) - set(sd))[:3]
-            raise KeyError(f"keys do not match the torchvision VGG19 layout (missing {missing})")
-        for k, v in expected.items():
-            if sd[k].shape != v.shape:
-                raise ValueError(f"{k}: shape {tuple(sd[k].shape)}, expected {tuple(v.shape)}")
-        return {k: v.float() for k, v in sd.items()}
+        return matching_state_dict(sd, VGG19(widths).state_dict(),
+                                   "the torchvision VGG19 layout")
     except (OSError, KeyError, ValueError, RuntimeError) as e:
         raise UserError(f"cannot load VGG19 weights from {path}: {e}; "
                         f"re-download with `python -m model.weights fetch`") from None

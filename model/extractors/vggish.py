@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from model.errors import UserError
+from model.extractors.state import matching_state_dict
 
 WIDTHS = (64, 128, 256, 512)
 HIDDEN = 4096
@@ -83,16 +84,7 @@ def load_vggish_weights(path: str | Path, widths: tuple[int, ...] = WIDTHS,
         if not isinstance(sd, dict):
             raise ValueError("not a state dict")
         sd = to_port_layout(sd)
-        expected = VGGish(widths, hidden).state_dict()
-        if set(sd) != set(expected):
-            missing = sorted(set(expected) - set(sd))[:3]
-            extra = sorted(set(sd) - set(expected))[:3]
-            raise KeyError(f"keys do not match a VGGish layout (missing {missing}, "
-                           f"unexpected {extra})")
-        for k, v in expected.items():
-            if sd[k].shape != v.shape:
-                raise ValueError(f"{k}: shape {tuple(sd[k].shape)}, expected {tuple(v.shape)}")
-        return {k: v.float() for k, v in sd.items()}
+        return matching_state_dict(sd, VGGish(widths, hidden).state_dict(), "a VGGish layout")
     except (OSError, KeyError, ValueError, RuntimeError) as e:
         raise UserError(f"cannot load VGGish weights from {path}: {e}; "
                         f"re-download with `python -m model.weights fetch`") from None
