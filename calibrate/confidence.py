@@ -39,7 +39,7 @@ from model.data import PAD_MODES, SEGMENTS
 from model.errors import UserError, run_cli
 from model.evaluate import check_compatible
 from model.metrics import event_f1, expected_calibration_error, pooled_accuracy
-from model.train import add_data_args, open_from_args
+from model.train import add_data_args, open_from_args, require_data
 
 
 def calibrate(logits: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict[str, Any]:
@@ -120,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bins", type=int, default=15, help="ECE bins (default 15)")
     ap.add_argument("--batch-size", type=int, default=64)
     args = ap.parse_args(argv)
-    if args.data is None and args.labels is None:
-        raise UserError("no dataset given: pass --data DIR (AVE-format files)")
+    require_data(args)
     if args.lookahead is not None and not 0 <= args.lookahead < SEGMENTS:
         raise UserError(f"--lookahead must be in 0..{SEGMENTS - 1}, got {args.lookahead}")
     if args.bins < 1 or args.batch_size < 1:

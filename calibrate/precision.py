@@ -43,7 +43,7 @@ from model.checkpoint import load_checkpoint, save_checkpoint
 from model.data import PAD_MODES, SEGMENTS, AVEData
 from model.errors import UserError, run_cli
 from model.evaluate import check_compatible
-from model.train import add_data_args, open_from_args
+from model.train import add_data_args, open_from_args, require_data
 
 PRECISIONS = ("fp16", "bf16", "int8")  # compared against fp32
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -211,8 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pad", choices=PAD_MODES, default="repeat-first")
     ap.add_argument("--batch-size", type=int, default=64)
     args = ap.parse_args(argv)
-    if args.data is None and args.labels is None:
-        raise UserError("no dataset given: pass --data DIR (AVE-format files)")
+    require_data(args)
     precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
     bad = [p for p in precisions if p not in PRECISIONS]
     if bad or not precisions:

@@ -23,16 +23,17 @@ from rich.console import Console
 from rich.table import Table
 
 from model.checkpoint import load_checkpoint
-from model.config import ABLATIONS, PRESETS, ROW_NAMES, TABLE2
+from model.config import ABLATIONS, ROW_NAMES, TABLE2
 from model.data import AVEData
 from model.errors import UserError, run_cli
 from model.evaluate import evaluate
 from model.train import (
-    LOSSES,
     TrainOptions,
     add_data_args,
+    add_protocol_args,
     open_from_args,
-    parse_overrides,
+    protocol_options,
+    require_data,
     train,
 )
 
@@ -93,24 +94,14 @@ def main() -> None:
     ap.add_argument("--out-dir", default="runs/ablations", help="one checkpoint per row")
     ap.add_argument("--json", metavar="OUT", help="write the table as JSON")
     ap.add_argument("--split", default="test", choices=("val", "test"))
-    ap.add_argument("--preset", default=TrainOptions.preset, choices=sorted(PRESETS))
-    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
-    ap.add_argument("--epochs", type=int, default=TrainOptions.epochs)
-    ap.add_argument("--lr", type=float, default=TrainOptions.lr)
-    ap.add_argument("--batch-size", type=int, default=TrainOptions.batch_size)
-    ap.add_argument("--loss", choices=LOSSES, default=TrainOptions.loss)
-    ap.add_argument("--val-every", type=int, default=TrainOptions.val_every)
-    ap.add_argument("--seed", type=int, default=TrainOptions.seed)
+    add_protocol_args(ap)
     args = ap.parse_args()
-    if args.data is None and args.labels is None:
-        raise UserError("no dataset given: pass --data DIR (AVE-format files)")
+    require_data(args)
     rows = tuple(choices) if args.rows == ["all"] else tuple(args.rows)
     unknown = [r for r in rows if r not in choices]
     if unknown:
         raise UserError(f"unknown row {unknown[0]!r}; choose from {', '.join(choices)} or all")
-    opts = TrainOptions(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                        loss=args.loss, val_every=args.val_every, seed=args.seed,
-                        preset=args.preset, overrides=parse_overrides(args.set))
+    opts = protocol_options(args)
     for row in rows:  # every row's config must build before hours of training start
         replace(opts, ablation=None if row == FULL else row).config(2)
     console = Console()

@@ -35,7 +35,7 @@ from model.checkpoint import Checkpoint, load_checkpoint
 from model.data import PAD_MODES, SEGMENTS, AVEData, window_for_segment
 from model.errors import UserError, run_cli
 from model.metrics import pooled_accuracy, summarize
-from model.train import add_data_args, open_from_args, predict
+from model.train import add_data_args, open_from_args, predict, require_data
 
 
 @torch.no_grad()
@@ -180,8 +180,7 @@ def main() -> None:
                     help="skip the streaming accuracy (it costs 10 forward passes per clip)")
     ap.add_argument("--ece-bins", type=int, default=15)
     args = ap.parse_args()
-    if args.data is None and args.labels is None:
-        raise UserError("no dataset given: pass --data DIR (AVE-format files)")
+    require_data(args)
     if args.batch_size < 1 or args.ece_bins < 1:
         raise UserError("--batch-size and --ece-bins must be >= 1")
     outputs = [Path(p) for p in (args.json, args.predictions, args.confusion_png) if p]

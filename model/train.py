@@ -335,6 +335,34 @@ def add_data_args(ap: argparse.ArgumentParser) -> None:
                          "small models on a busy CPU)")
 
 
+def add_protocol_args(ap: argparse.ArgumentParser) -> None:
+    """The model and training-protocol flags shared by model.train and model.ablations."""
+    ap.add_argument("--preset", default=TrainOptions.preset, choices=sorted(PRESETS))
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a model config field (repeatable), e.g. --set hidden=64")
+    ap.add_argument("--epochs", type=int, default=TrainOptions.epochs)
+    ap.add_argument("--lr", type=float, default=TrainOptions.lr)
+    ap.add_argument("--batch-size", type=int, default=TrainOptions.batch_size)
+    ap.add_argument("--loss", choices=LOSSES, default=TrainOptions.loss)
+    ap.add_argument("--val-every", type=int, default=TrainOptions.val_every)
+    ap.add_argument("--weight-decay", type=float, default=TrainOptions.weight_decay)
+    ap.add_argument("--seed", type=int, default=TrainOptions.seed)
+
+
+def protocol_options(args: argparse.Namespace, ablation: str | None = None) -> TrainOptions:
+    """TrainOptions from the flags of `add_protocol_args`."""
+    return TrainOptions(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                        loss=args.loss, val_every=args.val_every,
+                        weight_decay=args.weight_decay, seed=args.seed, preset=args.preset,
+                        ablation=ablation, overrides=parse_overrides(args.set))
+
+
+def require_data(args: argparse.Namespace) -> None:
+    """The flags of `add_data_args` name a dataset (a folder, or at least its labels file)."""
+    if args.data is None and args.labels is None:
+        raise UserError("no dataset given: pass --data DIR (AVE-format files)")
+
+
 def open_from_args(args: argparse.Namespace) -> AVEData:
     if args.threads is not None:
         if args.threads < 1:
@@ -354,27 +382,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_data_args(ap)
     ap.add_argument("--out", required=True, help="checkpoint to write (best on validation)")
-    ap.add_argument("--preset", default=TrainOptions.preset, choices=sorted(PRESETS))
+    add_protocol_args(ap)
     ap.add_argument("--ablation", choices=sorted(ABLATIONS), help="a Table 2 row")
-    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                    help="override a model config field (repeatable), e.g. --set hidden=64")
-    ap.add_argument("--epochs", type=int, default=TrainOptions.epochs)
-    ap.add_argument("--lr", type=float, default=TrainOptions.lr)
-    ap.add_argument("--batch-size", type=int, default=TrainOptions.batch_size)
-    ap.add_argument("--loss", choices=LOSSES, default=TrainOptions.loss)
-    ap.add_argument("--val-every", type=int, default=TrainOptions.val_every)
-    ap.add_argument("--weight-decay", type=float, default=TrainOptions.weight_decay)
-    ap.add_argument("--seed", type=int, default=TrainOptions.seed)
     ap.add_argument("--resume", action="store_true", help="continue from CKPT.resume")
     ap.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                     help="progress bar on stderr (default: when stderr is a terminal)")
     args = ap.parse_args()
-    if args.data is None and args.labels is None:
-        raise UserError("no dataset given: pass --data DIR (AVE-format files)")
-    opts = TrainOptions(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                        loss=args.loss, val_every=args.val_every,
-                        weight_decay=args.weight_decay, seed=args.seed, preset=args.preset,
-                        ablation=args.ablation, overrides=parse_overrides(args.set))
+    require_data(args)
+    opts = protocol_options(args, ablation=args.ablation)
     opts.config(2)  # bad --set values fail before any file is read
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     with open_from_args(args) as data:
