@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from calibrate.logits import model_forward, split_logits
+from calibrate.logits import check_writable, checkpoint_and_split, model_forward, split_logits
 from calibrate.temperature import (
     T_RANGE,
     fit_event_threshold,
@@ -34,12 +34,11 @@ from calibrate.temperature import (
     reliability,
 )
 from model.calibration import softmax
-from model.checkpoint import load_checkpoint, save_checkpoint
+from model.checkpoint import save_checkpoint
 from model.data import PAD_MODES, SEGMENTS
 from model.errors import UserError, run_cli
-from model.evaluate import check_compatible
 from model.metrics import event_f1, expected_calibration_error, pooled_accuracy
-from model.train import add_data_args, open_from_args, require_data
+from model.train import add_data_args, require_data
 
 
 def calibrate(logits: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict[str, Any]:
@@ -127,14 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--bins and --batch-size must be >= 1")
     out = Path(args.out or args.checkpoint)
     png = Path(args.png) if args.png else out.with_name(out.stem + ".reliability.png")
-    for p in (out, png):
-        if not p.parent.is_dir():
-            raise UserError(f"cannot write {p}: directory {p.parent} does not exist")
-    model, ckpt = load_checkpoint(args.checkpoint)
-    with open_from_args(args) as data:
-        check_compatible(ckpt, data)
-        if len(data.split(args.split)) == 0:
-            raise UserError(f"the {args.split} split is empty; calibrate on a split with clips")
+    check_writable(out, png)
+    with checkpoint_and_split(args, "calibrate") as (model, ckpt, data):
         logits, labels = split_logits(model_forward(model), data, args.split, args.lookahead,
                                       args.pad, args.batch_size)
     fit = calibrate(logits, labels, args.bins)

@@ -12,12 +12,19 @@ does. Returns logits (n, 10, C) float32 and labels (n, 10) int64 in the split's 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import argparse
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from model.checkpoint import Checkpoint, load_checkpoint
 from model.data import SEGMENTS, AVEData, window_for_segment
+from model.errors import UserError
+from model.evaluate import check_compatible
+from model.train import open_from_args
 
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (B,10,128), (B,10,7,7,512)
 
@@ -61,3 +68,23 @@ def _live_logits(forward: Forward, audio: np.ndarray, visual: np.ndarray, k: int
     out = out.float().cpu().numpy()
     picked = out[np.arange(len(pos)), np.array(pos)]  # (B * 10, C)
     return picked.reshape(len(audio), SEGMENTS, -1)
+
+
+def check_writable(*paths: Path) -> None:
+    """Fail before any work when an output's folder is missing."""
+    for p in paths:
+        if not p.parent.is_dir():
+            raise UserError(f"cannot write {p}: directory {p.parent} does not exist")
+
+
+@contextlib.contextmanager
+def checkpoint_and_split(args: argparse.Namespace, verb: str
+                         ) -> Iterator[tuple[torch.nn.Module, Checkpoint, AVEData]]:
+    """The --checkpoint model and the dataset of the data flags, checked to belong together
+    and to hold clips in --split (`verb` says what the split is for in that error)."""
+    model, ckpt = load_checkpoint(args.checkpoint)
+    with open_from_args(args) as data:
+        check_compatible(ckpt, data)
+        if len(data.split(args.split)) == 0:
+            raise UserError(f"the {args.split} split is empty; {verb} on a split with clips")
+        yield model, ckpt, data

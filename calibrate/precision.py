@@ -37,13 +37,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from calibrate.logits import Forward, split_logits
+from calibrate.logits import Forward, check_writable, checkpoint_and_split, split_logits
 from calibrate.policy import MAX_DROP_POINTS
-from model.checkpoint import load_checkpoint, save_checkpoint
+from model.checkpoint import save_checkpoint
 from model.data import PAD_MODES, SEGMENTS, AVEData
 from model.errors import UserError, run_cli
-from model.evaluate import check_compatible
-from model.train import add_data_args, open_from_args, require_data
+from model.train import add_data_args, require_data
 
 PRECISIONS = ("fp16", "bf16", "int8")  # compared against fp32
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -228,13 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     if kind not in ("cpu", "cuda") or (kind == "cuda" and not torch.cuda.is_available()):
         raise UserError(f"--device {args.device}: not available here; use --device cpu")
     out = Path(args.out or args.checkpoint)
-    if not out.parent.is_dir():
-        raise UserError(f"cannot write {out}: directory {out.parent} does not exist")
-    model, ckpt = load_checkpoint(args.checkpoint)
-    with open_from_args(args) as data:
-        check_compatible(ckpt, data)
-        if len(data.split(args.split)) == 0:
-            raise UserError(f"the {args.split} split is empty; check on a split with clips")
+    check_writable(out)
+    with checkpoint_and_split(args, "check") as (model, ckpt, data):
         entry = measure(model, data, args.split, args.device, args.backend, precisions,
                         args.lookahead, args.pad, args.batch_size)
     meta = {**ckpt.meta, "precision": {**(ckpt.meta.get("precision") or {}), kind: entry}}
