@@ -16,8 +16,6 @@ beside the target and moved into place with os.replace, so a crash never leaves 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import torch
 
 from model.config import JCAConfig
 from model.errors import UserError
+from model.files import atomic_path
 from model.network import JCANet
 from model.recipe import FeatureRecipe
 
@@ -73,19 +72,10 @@ def save_checkpoint(path: str | Path, model: JCANet, class_names: list[str] | tu
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file beside `path`, fsync, then rename over it: a reader (or a
-    crash, or Ctrl+C) sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save to a temporary file beside `path`, moved over it: a reader (or a crash, or
+    Ctrl+C) sees the old file or the new one, never half of one."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def read_checkpoint(path: str | Path) -> tuple[Checkpoint, dict[str, torch.Tensor]]:
@@ -129,6 +119,11 @@ def read_checkpoint(path: str | Path) -> tuple[Checkpoint, dict[str, torch.Tenso
     state = data["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise fail("state_dict is not a dict of tensors")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise fail(f"weights {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} hold NaN or "
+                   "infinite values (training diverged)",
+                   "use an earlier checkpoint or retrain with a lower learning rate")
     ckpt = Checkpoint(path=str(path), config=cfg, class_names=tuple(names), recipe=recipe,
                       meta=meta, version=data["version"])
     return ckpt, state

@@ -140,6 +140,13 @@ def bad_files(saved: Path, tmp: Path) -> dict[str, tuple[Path, str]]:
     missing = tmp / "missing_weight.pt"
     torch.save(data, missing)
     cases["missing weight"] = (missing, "missing weights")
+    for name, value in (("nan", float("nan")), ("inf", float("inf"))):
+        data = torch.load(saved, weights_only=True)
+        first = next(k for k, v in data["state_dict"].items() if v.is_floating_point())
+        data["state_dict"][first].view(-1)[0] = value
+        diverged = tmp / f"{name}_weights.pt"
+        torch.save(data, diverged)
+        cases[f"{name} weights"] = (diverged, "NaN or infinite values")
     cases["no file"] = (tmp / "absent.pt", "no such file")
     return cases
 
