@@ -13,9 +13,12 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from streamer.dashboard import DEMO_CLASSES, DashboardModel, demo_records, log_line, render
+from streamer.dashboard import DEMO_CLASSES, demo_records
+from streamer.dashboard_render import render
+from streamer.dashboard_state import DashboardModel
 from streamer.overlay import OverlayOptions, OverlayWriter, draw_overlay
-from streamer.plot import plot_timeline, read_log
+from streamer.plot import plot_timeline
+from streamer.records import log_line, read_log
 
 
 def per_call_ms(fn, repeat: int) -> float:

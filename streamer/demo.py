@@ -377,7 +377,7 @@ def run(opts: DemoOptions, console: Console | None = None) -> Score:
     run_step("the live replay", replay_cmd(opts, paths),
              stdout=subprocess.DEVNULL if opts.headless else None)
 
-    from streamer.plot import read_log
+    from streamer.records import read_log
 
     s = score(read_log(paths.live / "predictions.jsonl"), held)
     (paths.live / "score.json").write_text(json.dumps(asdict(s), indent=2) + "\n")

@@ -29,9 +29,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.classes import BACKGROUND
 from streamer.synthetic import noise, write_media
 
-BACKGROUND = "background"
 CLASSES = ("bell", "horn", "bird")
 SHOWS = ("av", "visual", "audio")  # both seen and heard / sight only / sound only
 COLOURS = {"bell": (240, 210, 40), "horn": (220, 40, 40), "bird": (40, 200, 70)}

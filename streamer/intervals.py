@@ -5,17 +5,21 @@
         for iv in tracker.push(rec["label"], rec["start"], rec["end"], rec["confidence"]):
             print(iv)                             # Interval(label, start, end, confidence)
     tail = tracker.flush()
+    shown = tracker.preview()                     # the rest, were the stream to end now
 
 Rules: consecutive segments of one event label form an interval; a gap (background or other
 labels) shorter than `min_gap` s between two stretches of the same label is bridged; an interval
 shorter than `min_event` s is dropped. An interval is final, and emitted, once `min_gap` s of
 other labels follow it (or at flush). Its confidence is the mean confidence of its segments
-that carry its label. Segments below `threshold` confidence count as background.
+that carry its label. Segments below `threshold` confidence count as background. This is the
+one interval rule: the event log and the dashboard both use it.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+
+from model.classes import BACKGROUND
 
 EPS = 1e-6
 
@@ -41,7 +45,7 @@ class _Run:
 
 class IntervalTracker:
     def __init__(self, min_event: float = 1.0, min_gap: float = 2.0,
-                 background: str = "background", threshold: float = 0.0) -> None:
+                 background: str = BACKGROUND, threshold: float = 0.0) -> None:
         self.min_event, self.min_gap = min_event, min_gap
         self.background, self.threshold = background, threshold
         self._open: _Run | None = None
@@ -86,6 +90,15 @@ class IntervalTracker:
         return [Interval(run.label, run.start, run.end,
                          sum(run.confidences) / len(run.confidences))]
 
+    def preview(self) -> list[Interval]:
+        """What `flush` would emit now, leaving the tracker as it is (for a live display)."""
+        clone = IntervalTracker(self.min_event, self.min_gap, self.background, self.threshold)
+        if self._open is not None:
+            run = self._open
+            clone._open = _Run(run.label, run.start, run.end, list(run.confidences))
+        clone._tail = list(self._tail)
+        return clone.flush()
+
     def flush(self) -> list[Interval]:
         """End of stream: emit the open interval and whatever its tail holds."""
         out: list[Interval] = []
@@ -99,7 +112,7 @@ class IntervalTracker:
 
 
 def intervals(segments: list[tuple[str, float, float, float]], min_event: float = 1.0,
-              min_gap: float = 2.0, background: str = "background",
+              min_gap: float = 2.0, background: str = BACKGROUND,
               threshold: float = 0.0) -> list[Interval]:
     """All intervals of a finished stream of (label, start, end, confidence) segments."""
     tracker = IntervalTracker(min_event, min_gap, background, threshold)

@@ -30,13 +30,16 @@ import cv2
 import numpy as np
 
 from model.errors import UserError
-from streamer.dashboard import class_color, short_name
+from model.provenance import Provenance
+from streamer.palette import class_color, short_name
 
 # Audio blocks up to this far from where the previous one ended count as contiguous.
 AUDIO_JITTER_S = 0.01
 # Frames keep their own stream times (to the millisecond): a camera's real rate, jitter or
 # dropped frames stay in sync with the sound whatever the nominal fps.
 TIME_BASE = Fraction(1, 1000)
+TIME_INK = (220, 220, 220)  # the stream time at the banner's right
+PROVENANCE_INK = {Provenance.UNTRAINED: (255, 80, 80), Provenance.RANDOM_FEATURES: (255, 210, 0)}
 
 
 @dataclass(frozen=True)
@@ -100,11 +103,10 @@ def draw_overlay(rgb: np.ndarray, record: Mapping[str, Any], alpha: float = 0.6)
     text = f"{_ascii(short_name(str(record.get('label', '?'))))} {conf:.0%}"
     cv2.putText(out, text, (bh // 5 + 6, int(bh * 0.68)), cv2.FONT_HERSHEY_SIMPLEX, scale,
                 (255, 255, 255), thick, cv2.LINE_AA)
-    right, ink = f"{float(record.get('start', 0.0)):.0f}s", (220, 220, 220)
-    if record.get("untrained"):
-        right, ink = "UNTRAINED " + right, (255, 80, 80)
-    elif record.get("random_features"):
-        right, ink = "RANDOM FEATURES " + right, (255, 210, 0)
+    right, ink = f"{float(record.get('start', 0.0)):.0f}s", TIME_INK
+    provenance = Provenance.from_record(record)
+    if provenance.tag:
+        right, ink = f"{provenance.tag} {right}", PROVENANCE_INK[provenance]
     (tw, _), _ = cv2.getTextSize(right, cv2.FONT_HERSHEY_SIMPLEX, scale * 0.7, thick)
     cv2.putText(out, right, (w - tw - 6, int(bh * 0.62)), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.7,
                 ink, thick, cv2.LINE_AA)

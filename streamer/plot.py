@@ -25,35 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from model.classes import BACKGROUND
 from model.errors import UserError, run_cli
-from streamer.dashboard import PALETTE, UNKNOWN_COLOR, class_color, short_name
-
-BACKGROUND = "background"
-
-
-def read_log(path: str | Path) -> list[dict]:
-    """The records of a prediction log (one JSON object per line), in segment order."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"prediction log {path} not found; give the JSONL file written by "
-                        "main.py --log")
-    records = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path} line {i} is not JSON ({e.msg}); give a prediction log "
-                            "(one JSON object per line)") from None
-        if not isinstance(r, dict) or not {"segment", "label", "class_id"} <= set(r):
-            raise UserError(f"{path} line {i} is not a prediction record (needs segment, label, "
-                            "class_id); give a prediction log")
-        records.append(r)
-    if not records:
-        raise UserError(f"{path} holds no predictions; run the detector long enough for one "
-                        "segment")
-    return sorted(records, key=lambda r: int(r["segment"]))
+from model.provenance import Provenance
+from streamer.palette import PALETTE, UNKNOWN_COLOR, class_color, short_name
+from streamer.records import read_log
 
 
 @dataclass(frozen=True)
@@ -255,10 +231,10 @@ def plot_timeline(records: Sequence[Mapping[str, Any]], truth: Sequence[str] | N
     if correct:
         acc = sum(correct) / len(correct)
         head += f"   segment accuracy {acc:.0%} ({sum(correct)}/{len(correct)})"
-    if any(r.get("untrained") for r in records):
-        head += "   [UNTRAINED: random weights]"
-    elif any(r.get("random_features") for r in records):
-        head += "   [RANDOM FEATURES: random extractor weights]"
+    provenance = Provenance.of(any(r.get("untrained") for r in records),
+                               any(r.get("random_features") for r in records))
+    if provenance.tag:
+        head += f"   [{provenance.tag}: {provenance.reason}]"
     # about 12 characters of 10-pt text per inch: wrap rather than run off the right edge
     lines = [w for line in head.splitlines() for w in textwrap.wrap(line, int(width * 12)) or [""]]
     fig.suptitle("\n".join(lines), fontsize=10, x=0.02, ha="left")

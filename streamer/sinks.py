@@ -4,8 +4,9 @@
     EventLog("runs/events.jsonl")        # event intervals (label, start, end, confidence)
 
 `record` is the prediction-log object of the ARCHITECTURE contract plus extras
-(docs/INTERFACES.md); in-process extras such as `attention` never reach a file. The console
-sinks (dashboard, plain lines, --headless JSON) are streamer.dashboard's.
+(docs/INTERFACES.md), written by streamer.records.log_line (in-process extras such as
+`attention` never reach a file). The console sinks (dashboard, plain lines, --headless JSON) are
+streamer.console's.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Protocol
 
+from model.classes import BACKGROUND
 from model.errors import UserError
-from streamer.dashboard import log_line
 from streamer.intervals import Interval, IntervalTracker
+from streamer.records import log_line
 
 
 class Sink(Protocol):
@@ -55,7 +57,7 @@ class EventLog:
     """Event intervals, one JSON object per line, written as each interval becomes final."""
 
     def __init__(self, path: str | Path, min_event: float = 1.0, min_gap: float = 2.0,
-                 background: str = "background", threshold: float = 0.0,
+                 background: str = BACKGROUND, threshold: float = 0.0,
                  untrained: bool = False, random_features: bool = False,
                  listeners: Sequence[Callable[[dict], None]] = ()) -> None:
         """listeners: also called with each interval (e.g. Dashboard.on_event)."""

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from model.classes import BACKGROUND
 from model.extractors.vggish_frontend import SAMPLE_RATE
 from streamer.clock import Clock
 from streamer.sources import AUDIO, VIDEO, Audio, Frame, ItemQueue, Source, ThreadProducer
 
-BACKGROUND = "background"
 TONES = {"beep": 440.0, "whistle": 1760.0, "hum": 110.0}  # event class -> tone frequency (Hz)
 COLOURS = {"beep": (230, 40, 40), "whistle": (40, 200, 60), "hum": (60, 80, 230)}
 

@@ -17,19 +17,13 @@ import pytest
 from rich.cells import cell_len
 from rich.console import Console
 
-from streamer.dashboard import (
-    _FONT,
-    Dashboard,
-    DashboardModel,
-    JsonSink,
-    PlainSink,
-    big_text_lines,
-    class_color,
-    header_line,
-    make_console_sink,
-    plain_line,
-    render,
-)
+from streamer.bigtext import FONT, big_text_lines
+from streamer.console import JsonSink, PlainSink, header_line, make_console_sink, plain_line
+from streamer.dashboard import Dashboard
+from streamer.dashboard_render import render
+from streamer.dashboard_state import DashboardModel
+from streamer.intervals import intervals
+from streamer.palette import class_color
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["Church bell", "Bark", "Helicopter", "Acoustic guitar", "Train horn", "Cat", "Goat",
@@ -193,26 +187,47 @@ def test_timeline_gap_and_window():
     assert cells[55] == "·" and cells.count("█") == 59
 
 
+def shown(model: DashboardModel) -> list[tuple[str, float, float, bool]]:
+    return [(e.interval.label, e.interval.start, e.interval.end, e.open)
+            for e in model.snapshot().events]
+
+
 def test_events_derived_from_records():
     model = DashboardModel(HEADER)
     for s, c in enumerate([BG, 1, 1, BG, 2, 3, 3]):
         model.add(record(s, c, confidence=None) | {"confidence": 0.5 + 0.1 * s})
+    assert shown(model) == [("Bark", 1.0, 3.0, False), ("Helicopter", 4.0, 5.0, False),
+                            ("Acoustic guitar", 5.0, 7.0, True)]
     ev = model.snapshot().events
-    assert [(e.label, e.start, e.end, e.open) for e in ev] == [
-        ("Bark", 1.0, 3.0, False), ("Helicopter", 4.0, 5.0, False),
-        ("Acoustic guitar", 5.0, 7.0, True)]
-    assert ev[0].confidence == pytest.approx((0.6 + 0.7) / 2)
+    assert ev[0].interval.confidence == pytest.approx((0.6 + 0.7) / 2)
+    assert [e.class_id for e in ev] == [1, 2, 3]
     # intervals from the pipeline replace the derived ones, but for the one still open
     model.add_event({"label": "Bark", "start": 1.0, "end": 4.0, "confidence": 0.9})
-    assert [(e.label, e.end, e.open) for e in model.snapshot().events] == [
+    assert [(label, end, is_open) for label, _, end, is_open in shown(model)] == [
         ("Bark", 4.0, False), ("Acoustic guitar", 7.0, True)]
     model.add(record(7, BG))
-    assert [e.label for e in model.snapshot().events] == ["Bark"]
+    assert [label for label, *_ in shown(model)] == ["Bark"]
+
+
+def test_events_follow_the_event_log_rule():
+    """At every point the dashboard lists what streamer.intervals would give for the stream so
+    far, were it to end there (short gaps bridged, one-second blips kept)."""
+    rng = np.random.default_rng(3)
+    plan = [int(c) for c in rng.choice([BG, BG, BG, 1, 1, 2], size=40)]
+    model = DashboardModel(HEADER)
+    segments = []
+    for s, c in enumerate(plan):
+        model.add(record(s, c))
+        segments.append((NAMES[c], float(s), float(s + 1), 0.86))
+        want = [(iv.label, iv.start, iv.end) for iv in intervals(segments)]
+        assert [(label, start, end) for label, start, end, _ in shown(model)] == want, s
+        assert [e.open for e in model.snapshot().events] == [
+            end == s + 1 for _, _, end in want], s
 
 
 def test_big_text_decodes_back_to_the_font():
     half = {" ": (0, 0), "▀": (1, 0), "▄": (0, 1), "█": (1, 1)}
-    for ch, glyph in _FONT.items():
+    for ch, glyph in FONT.items():
         rows = big_text_lines(ch)
         pixels = [[half[c][k] for c in line] for line in rows for k in (0, 1)]
         want = [[int(p == "#") for p in row] for row in glyph.split()] + [[0, 0, 0]]

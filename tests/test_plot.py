@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from model.errors import UserError
-from streamer.dashboard import class_color, log_line
-from streamer.plot import Classes, main, plot_timeline, read_log, read_truth, segment_accuracy
+from streamer.palette import class_color
+from streamer.plot import Classes, main, plot_timeline, read_truth, segment_accuracy
+from streamer.records import log_line, read_log
 
 NAMES = ["Church bell", "Bark", "Helicopter", "background"]
 BG = 3
@@ -124,18 +125,18 @@ def test_bands_in_class_colours_against_truth():
     assert beep != hum and not {beep, hum} & predicted and classes.color("beep") == beep
     hits = sum(p == t for p, t in zip(PRED, truth_ids, strict=True))
     assert segment_accuracy(recs, truth) == pytest.approx(hits / len(PRED))
-    assert f"({hits}/{len(PRED)})" in fig._suptitle.get_text()
-    assert "UNTRAINED" not in fig._suptitle.get_text()
-    assert "RANDOM" not in fig._suptitle.get_text()
+    assert f"({hits}/{len(PRED)})" in fig.get_suptitle()
+    assert "UNTRAINED" not in fig.get_suptitle()
+    assert "RANDOM" not in fig.get_suptitle()
 
 
 def test_title_tags_untrained_and_random_features():
     plain = records(PRED)
     rand = [{**r, "untrained": False, "random_features": True} for r in plain]
-    head = plot_timeline(rand, None, "t")._suptitle.get_text()
+    head = plot_timeline(rand, None, "t").get_suptitle()
     assert "RANDOM FEATURES" in head and "UNTRAINED" not in head
     both = [{**r, "untrained": True, "random_features": True} for r in plain]
-    head = plot_timeline(both, None, "t")._suptitle.get_text()
+    head = plot_timeline(both, None, "t").get_suptitle()
     assert "UNTRAINED" in head and "RANDOM FEATURES" not in head
 
 
