@@ -22,8 +22,9 @@ from model.checkpoint import load_checkpoint
 from model.config import PRESETS
 from model.data import AVEPaths, open_dataset
 from model.evaluate import evaluate
+from model.protocol import TrainOptions
 from model.synthetic import make_dataset
-from model.train import TrainOptions, train
+from model.train import train
 
 
 def main() -> None:

@@ -35,10 +35,10 @@ from calibrate.temperature import (
 )
 from model.calibration import softmax
 from model.checkpoint import save_checkpoint
+from model.cli_args import add_data_args, require_data
 from model.data import PAD_MODES, SEGMENTS
 from model.errors import UserError, run_cli
 from model.metrics import event_f1, expected_calibration_error, pooled_accuracy
-from model.train import add_data_args, require_data
 
 
 def calibrate(logits: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict[str, Any]:

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from model.checkpoint import Checkpoint, load_checkpoint
+from model.cli_args import open_from_args
 from model.data import SEGMENTS, AVEData, window_for_segment
 from model.errors import UserError
 from model.evaluate import check_compatible
-from model.train import open_from_args
 
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (B,10,128), (B,10,7,7,512)
 

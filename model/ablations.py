@@ -23,19 +23,19 @@ from rich.console import Console
 from rich.table import Table
 
 from model.checkpoint import load_checkpoint
-from model.config import ABLATIONS, ROW_NAMES, TABLE2
-from model.data import AVEData
-from model.errors import UserError, run_cli
-from model.evaluate import evaluate
-from model.train import (
-    TrainOptions,
+from model.cli_args import (
     add_data_args,
     add_protocol_args,
     open_from_args,
     protocol_options,
     require_data,
-    train,
 )
+from model.config import ABLATIONS, ROW_NAMES, TABLE2
+from model.data import AVEData
+from model.errors import UserError, run_cli
+from model.evaluate import evaluate
+from model.protocol import TrainOptions
+from model.train import train
 
 FULL = "full"
 BASELINES = ("audio-only", "visual-only")

@@ -32,10 +32,11 @@ from rich.table import Table
 
 from model.calibration import calibrated_temperature
 from model.checkpoint import Checkpoint, load_checkpoint
+from model.cli_args import add_data_args, open_from_args, require_data
 from model.data import PAD_MODES, SEGMENTS, AVEData, window_for_segment
 from model.errors import UserError, run_cli
 from model.metrics import pooled_accuracy, summarize
-from model.train import add_data_args, open_from_args, predict, require_data
+from model.train import predict
 
 
 @torch.no_grad()

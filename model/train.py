@@ -23,7 +23,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,57 +34,21 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from model.checkpoint import atomic_torch_save, save_checkpoint
-from model.config import ABLATIONS, PRESETS, JCAConfig, preset
-from model.data import AVEData, AVEPaths, open_dataset
+from model.cli_args import (
+    add_data_args,
+    add_protocol_args,
+    open_from_args,
+    protocol_options,
+    require_data,
+)
+from model.config import ABLATIONS
+from model.data import AVEData
 from model.errors import UserError, run_cli
 from model.metrics import pooled_accuracy
 from model.network import JCANet
+from model.protocol import TrainOptions
 
-LOSSES = ("msl", "ce", "bce")
 STATE_FORMAT = "jca-live-train-state"
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    epochs: int = 300
-    lr: float = 1e-4
-    batch_size: int = 64
-    loss: str = "msl"  # "msl": reference (MultiLabelSoftMargin on softmax), "ce", "bce"
-    val_every: int = 5  # validate every N epochs and after the last one
-    plateau_factor: float = 0.5  # ReduceLROnPlateau on the epoch's training loss
-    plateau_patience: int = 10
-    weight_decay: float = 0.0
-    seed: int = 0
-    preset: str = "paper"
-    ablation: str | None = None
-    overrides: tuple[tuple[str, Any], ...] = ()  # JCAConfig field overrides, e.g. (("hidden", 64),)
-
-    def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise UserError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
-        for name in ("epochs", "batch_size", "val_every", "plateau_patience"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got "
-                                f"{getattr(self, name)}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise UserError(f"--lr must be a positive number, got {self.lr}")
-        if self.preset not in PRESETS:
-            raise UserError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
-        if self.ablation is not None and self.ablation not in ABLATIONS:
-            raise UserError(f"unknown ablation {self.ablation!r}; choose one of "
-                            f"{sorted(ABLATIONS)}")
-
-    def config(self, num_classes: int) -> JCAConfig:
-        try:
-            return preset(self.preset, self.ablation, num_classes=num_classes,
-                          **dict(self.overrides))
-        except (TypeError, ValueError) as e:
-            raise UserError(f"bad model configuration: {e}") from None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["overrides"] = dict(self.overrides)
-        return d
 
 
 @dataclass
@@ -125,8 +89,6 @@ def predict(model: torch.nn.Module, data: AVEData, split: str, batch_size: int =
 
 def resume_path(out: Path) -> Path:
     return out.with_name(out.name + ".resume")
-
-
 
 
 def _fingerprint(data: AVEData) -> dict[str, Any]:
@@ -294,88 +256,6 @@ def _load_state(state_file: Path, model: torch.nn.Module, optimizer: torch.optim
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
     return state["epoch"], state["best_val"], state["best_epoch"], list(state["history"])
-
-
-def parse_overrides(items: list[str]) -> tuple[tuple[str, Any], ...]:
-    """["hidden=64", "rnn=gru"] -> typed (name, value) pairs for JCAConfig."""
-    types = {f.name: f.type for f in fields(JCAConfig)}
-    out = []
-    for item in items:
-        name, sep, raw = item.partition("=")
-        if not sep or name not in types:
-            raise UserError(f"bad --set {item!r}: use NAME=VALUE with NAME one of "
-                            f"{', '.join(sorted(types))}")
-        kind = types[name]
-        try:
-            value: Any = {"int": int, "float": float, "str": str}.get(kind, str)(raw)
-            if kind == "bool":
-                if raw.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(raw)
-                value = raw.lower() in ("true", "1")
-        except ValueError:
-            raise UserError(f"bad --set {item!r}: {name} needs a {kind}") from None
-        out.append((name, value))
-    return tuple(out)
-
-
-def add_data_args(ap: argparse.ArgumentParser) -> None:
-    """--data DIR and the per-file overrides, shared by train / evaluate / ablations."""
-    ap.add_argument("--data", help="directory of AVE-format files")
-    for key in ("visual", "audio", "labels", "train-order", "val-order", "test-order",
-                "categories", "recipe"):
-        ap.add_argument(f"--{key}", metavar="PATH", help=f"override the {key} file")
-    ap.add_argument("--cache-features", action=argparse.BooleanOptionalAction, default=None,
-                    help="hold each split's features in RAM as float32 (default: only when the "
-                         "split fits in --cache-limit-gb)")
-    ap.add_argument("--cache-limit-gb", type=float, default=1.0)
-    ap.add_argument("--check", action="store_true",
-                    help="scan every feature for NaN/inf before starting (reads all files)")
-    ap.add_argument("--threads", type=int,
-                    help="torch CPU threads (default: torch's choice; 1 is often faster for "
-                         "small models on a busy CPU)")
-
-
-def add_protocol_args(ap: argparse.ArgumentParser) -> None:
-    """The model and training-protocol flags shared by model.train and model.ablations."""
-    ap.add_argument("--preset", default=TrainOptions.preset, choices=sorted(PRESETS))
-    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                    help="override a model config field (repeatable), e.g. --set hidden=64")
-    ap.add_argument("--epochs", type=int, default=TrainOptions.epochs)
-    ap.add_argument("--lr", type=float, default=TrainOptions.lr)
-    ap.add_argument("--batch-size", type=int, default=TrainOptions.batch_size)
-    ap.add_argument("--loss", choices=LOSSES, default=TrainOptions.loss)
-    ap.add_argument("--val-every", type=int, default=TrainOptions.val_every)
-    ap.add_argument("--weight-decay", type=float, default=TrainOptions.weight_decay)
-    ap.add_argument("--seed", type=int, default=TrainOptions.seed)
-
-
-def protocol_options(args: argparse.Namespace, ablation: str | None = None) -> TrainOptions:
-    """TrainOptions from the flags of `add_protocol_args`."""
-    return TrainOptions(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                        loss=args.loss, val_every=args.val_every,
-                        weight_decay=args.weight_decay, seed=args.seed, preset=args.preset,
-                        ablation=ablation, overrides=parse_overrides(args.set))
-
-
-def require_data(args: argparse.Namespace) -> None:
-    """The flags of `add_data_args` name a dataset (a folder, or at least its labels file)."""
-    if args.data is None and args.labels is None:
-        raise UserError("no dataset given: pass --data DIR (AVE-format files)")
-
-
-def open_from_args(args: argparse.Namespace) -> AVEData:
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UserError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    overrides = {k: getattr(args, k) for k in ("visual", "audio", "labels", "train_order",
-                                               "val_order", "test_order", "categories",
-                                               "recipe")}
-    data = open_dataset(AVEPaths.from_dir(args.data, **overrides),
-                        cache_limit_bytes=int(args.cache_limit_gb * (1 << 30)))
-    if args.check:
-        data.check_finite()
-    return data
 
 
 def main() -> None:

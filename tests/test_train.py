@@ -15,11 +15,13 @@ import pytest
 import torch
 
 from model.checkpoint import load_checkpoint, read_checkpoint
+from model.cli_args import parse_overrides
 from model.data import AVEPaths, open_dataset
 from model.evaluate import evaluate
+from model.protocol import TrainOptions
 from model.recipe import FeatureRecipe
 from model.synthetic import make_dataset
-from model.train import TrainOptions, compute_loss, parse_overrides, resume_path, train
+from model.train import compute_loss, resume_path, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
