@@ -39,6 +39,7 @@ from model.data import (
     write_feature_file,
 )
 from model.errors import UserError, run_cli
+from model.files import atomic_write_text
 from model.recipe import FeatureRecipe
 
 BG_KINDS = ("none", "audio", "visual")  # what a background segment of an event clip shows
@@ -201,7 +202,7 @@ def make_dataset(out_dir: str | Path, n_clips: int | None = None, n_classes: int
             "seed": seed, "layout_from": str(layout_from) if layout_from else None,
             "options": asdict(opts), "class_kinds": dict(zip(categories, plan.kinds, strict=True)),
             "background_segments_show": list(BG_KINDS)}
-    (out / "synthetic.json").write_text(json.dumps(info, indent=2) + "\n")
+    atomic_write_text(out / "synthetic.json", json.dumps(info, indent=2) + "\n")
     return AVEPaths.from_dir(out)
 
 
