@@ -24,9 +24,10 @@ from pathlib import Path
 
 import torch
 
+from model.backends.export import export_window
 from model.config import ABLATIONS, PRESETS, preset
 from model.errors import UserError, run_cli
-from model.network import JCANet, export_window
+from model.network import JCANet
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## JCA window latency"

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from model.backends.export import RNN_OPS, TRT_CONVERTIBLE_OPS, export_window, graph_ops
 from model.config import preset
-from model.network import RNN_OPS, TRT_CONVERTIBLE_OPS, JCANet, export_window, graph_ops
+from model.network import JCANet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
