@@ -36,6 +36,7 @@ from model.cli_args import add_data_args, open_from_args, require_data
 from model.data import PAD_MODES, SEGMENTS, AVEData, window_for_segment
 from model.errors import UserError, run_cli
 from model.metrics import pooled_accuracy, summarize
+from model.provenance import Provenance
 from model.train import predict
 
 
@@ -145,8 +146,9 @@ def render(report: dict[str, Any], console: Console) -> None:
     head.add_row("event vs background F1", f"{ev['f1']:.4f}")
     head.add_row("event precision / recall", f"{ev['precision']:.4f} / {ev['recall']:.4f}")
     head.add_row(f"ECE ({report['ece_bins']} bins)", f"{report['ece']:.4f}")
-    if report.get("random_features"):
-        head.add_row("features", "[yellow]random extractor weights[/]")
+    provenance = Provenance.of(untrained=False, random_features=bool(report.get("random_features")))
+    if provenance.tag:
+        head.add_row("features", f"[yellow]{provenance.tag}[/]: {provenance.reason}")
     console.print(head)
     cls = Table(title="per-class accuracy")
     cls.add_column("class")

@@ -3,6 +3,7 @@ from --predictions; streaming accuracy against windows built by hand."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -12,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.config import preset
 from model.data import AVEPaths, open_dataset
 from model.errors import UserError
-from model.evaluate import check_compatible, evaluate, stream_predict
+from model.evaluate import check_compatible, evaluate, render, stream_predict
 from model.metrics import (
     confusion_matrix,
     event_f1,
@@ -27,6 +29,7 @@ from model.metrics import (
     summarize,
 )
 from model.network import JCANet
+from model.provenance import Provenance
 from model.recipe import FeatureRecipe
 from model.synthetic import make_dataset
 
@@ -179,6 +182,21 @@ def test_evaluation_applies_the_calibrated_temperature(setup, tmp_path):
     np.testing.assert_allclose(arrays["stream_probs"][9], want, atol=1e-5)
     assert report["ece"] == pytest.approx(
         expected_calibration_error(arrays["probs"], arrays["labels"], report["ece_bins"]))
+
+
+def test_report_names_a_model_trained_on_random_features(setup, tmp_path):
+    d, _, net = setup
+    with open_dataset(AVEPaths.from_dir(d)) as data:
+        ckpt_path = tmp_path / "rf.pt"
+        save_checkpoint(ckpt_path, net, data.class_names, None, {"random_features": True})
+        model, ckpt = load_checkpoint(ckpt_path)
+        report, _ = evaluate(model, ckpt, data, "test", streaming=False)
+    console = Console(record=True, file=io.StringIO(), width=200)
+    render(report, console)
+    text = console.export_text()
+    assert report["random_features"] is True
+    assert f"RANDOM FEATURES: {Provenance.RANDOM_FEATURES.reason}" in text
+    assert "UNTRAINED" not in text
 
 
 def test_checkpoint_must_match_the_dataset(setup, tmp_path):
