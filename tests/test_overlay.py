@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from model.errors import UserError
-from streamer.overlay import OverlayOptions, OverlayWriter, draw_overlay, heat_weights
+from model.provenance import Provenance
+from streamer.overlay import (
+    PROVENANCE_INK,
+    OverlayOptions,
+    OverlayWriter,
+    draw_overlay,
+    heat_weights,
+)
 from streamer.palette import class_color
 
 W, H, FPS, SR, SECONDS = 160, 120, 25, 16000, 3
@@ -89,6 +96,25 @@ def test_draw_overlay_touches_banner_and_attended_cell_only():
     flat = draw_overlay(rgb, record(0, 1, attention=np.ones((7, 7))))
     assert np.array_equal(flat[bh:], rgb[bh:])
     assert heat_weights(None, (W, H)) is None
+
+
+def test_banner_names_the_provenance_in_its_colour():
+    rgb = np.zeros((240, 320, 3), np.uint8)
+    bh = max(20, 240 // 9)
+
+    def inked(rec: dict, ink: tuple[int, int, int]) -> int:
+        banner = draw_overlay(rgb, rec)[:bh].astype(int)
+        return int((np.abs(banner - ink).max(-1) <= 10).sum())
+
+    trained = record(0, 1)
+    for provenance, ink in PROVENANCE_INK.items():
+        rec = {**trained, **provenance.fields()}
+        assert inked(rec, ink) > 20, provenance  # the tag, drawn in its colour
+        assert inked(trained, ink) == 0, provenance
+    # an untrained run also has random features: it is worded UNTRAINED, in red
+    both = {**trained, "untrained": True, "random_features": True}
+    assert inked(both, PROVENANCE_INK[Provenance.UNTRAINED]) > 20
+    assert inked(both, PROVENANCE_INK[Provenance.RANDOM_FEATURES]) == 0
 
 
 def test_heat_weights_are_normalised_and_upsampled():
