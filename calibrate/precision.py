@@ -40,9 +40,9 @@ from torch import nn
 from calibrate.logits import Forward, check_writable, checkpoint_and_split, split_logits
 from calibrate.policy import MAX_DROP_POINTS
 from model.checkpoint import save_checkpoint
+from model.cli_args import add_data_args, require_data
 from model.data import PAD_MODES, SEGMENTS, AVEData
 from model.errors import UserError, run_cli
-from model.train import add_data_args, require_data
 
 PRECISIONS = ("fp16", "bf16", "int8")  # compared against fp32
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}

@@ -28,10 +28,11 @@ from model.backends import (
 from model.backends import __main__ as backends_cli
 from model.backends import build as build_mod
 from model.backends.cache import code_digest, file_sha256, weights_digest
+from model.backends.export import RNN_OPS, TRT_CONVERTIBLE_OPS, graph_ops
 from model.config import JCAConfig
 from model.errors import UserError
 from model.extractors.vgg19 import VGG19
-from model.network import RNN_OPS, TRT_CONVERTIBLE_OPS, JCANet, graph_ops
+from model.network import JCANet
 from model.synthetic import make_dataset
 
 SMALL = dict(num_classes=5, hidden=8, embed=16, attn_hidden=8, attn_dim=7, layers=1,

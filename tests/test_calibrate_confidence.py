@@ -17,8 +17,9 @@ from model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from model.data import AVEPaths, open_dataset
 from model.errors import UserError
 from model.metrics import event_f1, expected_calibration_error
+from model.protocol import TrainOptions
 from model.synthetic import make_dataset
-from model.train import TrainOptions, train
+from model.train import train
 from streamer.app import AppOptions, load_model
 
 TINY = (("hidden", 8), ("embed", 16), ("joint_hidden", 8), ("joint_embed", 16),

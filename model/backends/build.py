@@ -47,9 +47,10 @@ from model.backends.cache import (
     engine_cache_dir,
     library_versions,
 )
+from model.backends.export import export_window
 from model.backends.probe import check_device, check_precision, resolve_backend, unavailable
 from model.errors import UserError
-from model.network import JCANet, export_window
+from model.network import JCANet
 
 EXTRACTOR_INPUTS = {"VGG19": (3, 224, 224), "VGGish": (1, 96, 64)}  # per-example input shapes
 ARRAY = Tensor | np.ndarray
