@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from calibrate.logits import Forward, check_writable, checkpoint_and_split, split_logits
-from calibrate.policy import MAX_DROP_POINTS
+from model.calibration import MAX_DROP_POINTS
 from model.checkpoint import save_checkpoint
 from model.cli_args import add_data_args, require_data
 from model.data import PAD_MODES, SEGMENTS, AVEData
