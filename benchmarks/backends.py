@@ -31,12 +31,12 @@ import h5py
 import torch
 
 from model.backends import build_backend, build_extractor_backend, unavailable
-from model.backends.probe import check_device
 from model.checkpoint import load_checkpoint
 from model.config import preset
 from model.errors import UserError, run_cli
 from model.extractors.vgg19 import VGG19
 from model.extractors.vggish import VGGish
+from model.limits import resolve_device
 from model.network import JCANet
 from model.synthetic import make_dataset
 
@@ -178,7 +178,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     ap.add_argument("--cache-dir", default=None, help="engine cache (default: a fresh temp dir)")
     a = ap.parse_args()
-    device = check_device(a.device)
+    device = resolve_device(a.device)
     if a.threads:
         torch.set_num_threads(a.threads)
     cuda = device.startswith("cuda")

@@ -1,7 +1,8 @@
 """Backends: every backend and precision agrees with eager fp32 on >= 99.5% of segment labels
 (generated windows and synthetic clips, on a briefly trained model); the TensorRT program
 (fp16/bf16 copy, decomposed) checked on the CPU; the engine cache trusts only what matches
-(key and checksum) and rebuilds, and says so, otherwise; `auto` and missing pieces.
+(key and checksum) and rebuilds, and says so, otherwise; `auto` loads an engine built ahead
+(`python -m model.backends build`) and never builds one; missing pieces.
 TensorRT itself is tested only where a CUDA GPU and torch-tensorrt are present."""
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from model.backends import (
     EngineKey,
     build_backend,
     build_extractor_backend,
+    engine_backends,
+    engines,
+    live_backend,
     probe,
     resolve_backend,
     unavailable,
@@ -204,9 +208,10 @@ def test_whole_bf16_engines_are_refused_and_auto_avoids_them(net, monkeypatch) -
     with pytest.raises(UserError, match="no mixed bf16"):
         build_mod.window_program(net, "bf16", "tensorrt")
     monkeypatch.setattr(probe, "cpp_compiler", lambda: "g++")
-    assert resolve_backend("auto", "cpu", "fp32")[0] == "aot"
-    name, why = resolve_backend("auto", "cpu", "bf16")
-    assert name == "eager" and "no mixed bf16" in why
+    assert engine_backends("cpu", "fp32") == (["aot"], [])
+    assert engine_backends("cpu", "bf16")[0] == []
+    be = build_backend("auto", net, "cpu", "bf16", cache=False)
+    assert be.name == "eager" and "no mixed bf16" in be.reason
 
 
 # ---- compile and aot: inductor over the decomposed program --------------------------------
@@ -221,7 +226,8 @@ def test_compile_agrees(net, clips, windows, engine_dir) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(probe.cpp_compiler() is None, reason="AOTInductor needs a C++ compiler")
-def test_aot_agrees_and_its_engine_is_reused(net, clips, windows, engine_dir) -> None:
+def test_aot_agrees_and_auto_loads_its_engine(net, clips, windows, engine_dir) -> None:
+    assert build_backend("auto", net, batch_size=8, cache_dir=engine_dir).name == "eager"
     be = build_backend("aot", net, batch_size=8, cache_dir=engine_dir)
     assert be.cache.state == "built" and be.cache.path.suffix == ".pt2"
     check_parity(be, net, clips, windows, atol=1e-5)
@@ -358,29 +364,110 @@ def test_missing_cache_record_with_engine_is_not_trusted(tmp_path, tiny_vgg) -> 
 
 # ---- choosing a backend ---------------------------------------------------------------------
 
-def test_auto_on_cpu_follows_the_compiler(monkeypatch) -> None:
+class FakeCompiler:
+    """AOTInductor stand-in, seconds instead of a minute: "compiling" writes a small package
+    file naming the program, "loading" one runs that decomposed program op by op. Counts the
+    builds, so a test sees that `auto` built nothing."""
+
+    def __init__(self) -> None:
+        self.programs: dict[bytes, object] = {}
+        self.built = 0
+
+    def compile(self, ep, path: Path) -> Path:
+        self.built += 1
+        package = f"fake package {self.built}".encode()
+        self.programs[package] = ep
+        Path(path).write_bytes(package)
+        return Path(path)
+
+    def load(self, path: Path):
+        return self.programs[Path(path).read_bytes()].module()
+
+
+@pytest.fixture
+def fake_aot(monkeypatch) -> FakeCompiler:
+    fake = FakeCompiler()
     monkeypatch.setattr(probe, "cpp_compiler", lambda: "g++")
-    name, why = resolve_backend("auto", "cpu")
-    assert name == "aot" and why.startswith("auto picked aot: no GPU here") and "g++" in why
-    monkeypatch.setattr(probe, "cpp_compiler", lambda: None)
-    name, why = resolve_backend("auto", "cpu")
-    assert name == "eager" and "C++ compiler" in why
+    monkeypatch.setattr(engines, "aot_compile", fake.compile)
+    monkeypatch.setattr(engines, "aot_load", fake.load)
+    return fake
+
+
+def test_auto_runs_eager_until_an_engine_is_built_then_loads_it(net, fake_aot, tmp_path,
+                                                                 windows) -> None:
+    a, v = windows[0][:3], windows[1][:3]
+    first = live_backend("auto", net, cache_dir=tmp_path)
+    assert first.name == "eager" and fake_aot.built == 0  # auto never builds
+    assert first.reason.startswith("auto picked eager: no aot engine for this model")
+    assert "python -m model.backends build" in first.reason
+    assert list(tmp_path.iterdir()) == []
+
+    built = live_backend("aot", net, cache_dir=tmp_path)  # the build step
+    assert (built.name, built.cache.state, fake_aot.built) == ("aot", "built", 1)
+    again = live_backend("auto", net, cache_dir=tmp_path)
+    assert (again.name, fake_aot.built) == ("aot", 1), again.reason
+    assert again.cache.state == "hit"
+    assert again.reason.startswith("auto picked aot")
+    with torch.no_grad():
+        want = net(a, v, return_attention=True)
+    for got, ref in zip(again(a, v), want, strict=True):
+        torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
+
+    # another precision, batch size or model has no engine: eager again, still nothing built
+    assert build_backend("auto", net, batch_size=4, attention=True,
+                         cache_dir=tmp_path).name == "eager"
+    other = JCANet(JCAConfig(**SMALL)).eval()
+    assert live_backend("auto", other, cache_dir=tmp_path).name == "eager"
+    assert live_backend("auto", net, cache=False).reason.endswith("the engine cache is off")
+    assert fake_aot.built == 1
+
+
+def test_auto_never_rebuilds_a_stale_or_broken_engine(net, fake_aot, tmp_path,
+                                                      monkeypatch) -> None:
+    engine = live_backend("aot", net, cache_dir=tmp_path).cache.path
+    meta_path = engine.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    meta["key"]["versions"]["torch"] = "0.0.1"  # built by another torch
+    meta_path.write_text(json.dumps(meta))
+    be = live_backend("auto", net, cache_dir=tmp_path)
+    assert be.name == "eager" and f"stale: torch: 0.0.1 -> {torch.__version__}" in be.reason
+
+    live_backend("aot", net, cache_dir=tmp_path)  # rebuilt by the build step
+    assert fake_aot.built == 2
+
+    def broken(path):
+        raise RuntimeError("package from another machine\nmore")
+
+    monkeypatch.setattr(engines, "aot_load", broken)
+    be = live_backend("auto", net, cache_dir=tmp_path)
+    assert be.name == "eager" and "aot failed to load (" in be.reason
+    assert fake_aot.built == 2
     with pytest.raises(UserError, match=r"C\+\+ compiler .*apt-get install g\+\+"):
+        monkeypatch.setattr(probe, "cpp_compiler", lambda: None)
         resolve_backend("aot", "cpu")
+    be = live_backend("auto", net, cache_dir=tmp_path)
+    assert be.name == "eager" and "C++ compiler" in be.reason
     assert resolve_backend("eager", "cpu") == ("eager", "eager: asked for")
 
 
-def test_auto_falls_back_to_eager_when_the_build_fails(net, monkeypatch, windows) -> None:
-    monkeypatch.setattr(probe, "cpp_compiler", lambda: "g++")
+def test_build_cli_builds_what_main_py_auto_loads(fake_aot, tmp_path, monkeypatch,
+                                                  capsys) -> None:
+    """python -m model.backends build --random-weights, then main.py's runtime for the same
+    model (--random-weights, --backend auto) runs the engine it built."""
+    from streamer.options import AppOptions
+    from streamer.runtime import load_runtime
 
-    def broken(*_a, **_k):
-        raise RuntimeError("compiler exploded\nmore")
-
-    monkeypatch.setattr(build_mod, "_compiled", broken)
-    be = build_backend("auto", net, cache=False)
-    assert be.name == "eager" and "aot failed to build (RuntimeError)" in be.reason
-    with pytest.raises(RuntimeError, match="compiler exploded"):
-        build_backend("aot", net, cache=False)  # asked for by name: the error is the user's
+    monkeypatch.setenv("JCA_LIVE_ENGINES", str(tmp_path))
+    backends_cli.main(["build", "--random-weights", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "aot fp32 on cpu" in out and "engine cache built" in out
+    assert "main.py --backend auto (fp32, cpu) now loads this engine" in out
+    rt = load_runtime(AppOptions(source="synthetic", random_weights=True, backend="auto",
+                                 device="cpu", frames_per_segment=1))
+    assert rt.backend.name == "aot" and rt.backend.cache.state == "hit"
+    assert fake_aot.built == 1 and "backend: auto picked aot" in capsys.readouterr().err
+    with pytest.raises(UserError, match="exclude each other"):
+        backends_cli.main(["build", "--random-weights", "--checkpoint", "x.pt"])
 
 
 def test_tensorrt_without_gpu_or_package_names_the_missing_piece(monkeypatch) -> None:
@@ -395,10 +482,10 @@ def test_tensorrt_without_gpu_or_package_names_the_missing_piece(monkeypatch) ->
 
 
 def test_bad_names_are_user_errors(net) -> None:
-    for kwargs, pattern in [({"name": "fast"}, "unknown backend 'fast'"),
-                            ({"precision": "int8"}, "unknown precision 'int8'"),
+    for kwargs, pattern in [({"name": "fast"}, "unknown --backend 'fast'"),
+                            ({"precision": "int8"}, "unknown --precision 'int8'"),
                             ({"precision": "fp16"}, "fp16 needs a CUDA GPU"),
-                            ({"device": "tpu"}, "unknown device 'tpu'")]:
+                            ({"device": "tpu"}, "unknown --device 'tpu'")]:
         args = {"name": "eager", "device": "cpu", "precision": "fp32", **kwargs}
         with pytest.raises(UserError, match=pattern) as e:
             build_backend(args["name"], net, args["device"], args["precision"])
@@ -406,12 +493,12 @@ def test_bad_names_are_user_errors(net) -> None:
     assert set(BACKENDS) >= {"auto", "eager", "export", "compile", "aot", "tensorrt"}
 
 
-def test_cli_says_what_can_run(monkeypatch, capsys) -> None:
-    monkeypatch.setattr("sys.argv", ["model.backends", "--device", "cpu"])
-    backends_cli.main()
+def test_cli_says_what_can_run(capsys) -> None:
+    backends_cli.main(["--device", "cpu"])
     out = capsys.readouterr().out
     assert "eager     ok" in out and "tensorrt  no: backend tensorrt runs only on a CUDA GPU" in out
-    assert out.strip().splitlines()[-1].startswith("auto picked")
+    assert out.strip().splitlines()[-1] == ("auto: a cached aot engine built for the model "
+                                            "(python -m model.backends build), else eager")
 
 
 # ---- TensorRT, where it exists -------------------------------------------------------------

@@ -2,6 +2,7 @@
 
     be = build_backend("auto", net, "cpu")                       # be.name, be.reason, be.cache
     logits = be(audio, visual)   # (B, T, 128), (B, T, 7, 7, 512) -> (B, T, C) float32 on the CPU
+    be = live_backend("eager", net)                              # what the live detector calls
     vgg = build_extractor_backend("compile", vgg19_net, "cpu", "bf16", batch_size=8)
     pool5 = vgg(x)               # (B, 3, 224, 224) -> (B, 512, 7, 7) float32 on the CPU
 
@@ -12,7 +13,10 @@ Backends:
             extractor over the module itself (no RNN; autocast must reach its convolutions)
   aot       AOTInductor over that program: native code compiled once, cached on disk
   tensorrt  torch-tensorrt over that program; the engine is cached on disk
-  auto      the fastest that can run here (see probe.py), with the reason in `.reason`
+  auto      window: an aot or tensorrt engine already in the cache for this model, shapes,
+            precision and device (built ahead by `python -m model.backends build`), else eager;
+            it never builds one. Extractors: the fastest that runs here (probe.py). `.reason`
+            says which and why.
 
 Precision: fp32; fp16 (GPU only) runs a half copy of the model on half inputs, in every
 backend; bf16 autocasts the fp32 model (eager, export, compile). aot and tensorrt have no bf16:
@@ -48,11 +52,18 @@ from model.backends.cache import (
     library_versions,
 )
 from model.backends.export import export_window
-from model.backends.probe import check_device, check_precision, resolve_backend, unavailable
+from model.backends.probe import (
+    check_precision,
+    engine_backends,
+    resolve_backend,
+    unavailable,
+)
 from model.errors import UserError
+from model.limits import resolve_device
 from model.network import JCANet
 
 EXTRACTOR_INPUTS = {"VGG19": (3, 224, 224), "VGGish": (1, 96, 64)}  # per-example input shapes
+ENGINE_SUFFIX = {"export": ".pt2", "aot": ".pt2", "tensorrt": ".ep"}  # engine files in the cache
 ARRAY = Tensor | np.ndarray
 T = TypeVar("T")
 log = logging.getLogger("model.backends")
@@ -185,20 +196,40 @@ def _program(module: nn.Module, kind: str, export: Callable[[nn.Module], object]
     return low, inputs, program
 
 
+class EngineNotCached(RuntimeError):
+    """`auto` found no usable engine in the cache; it never builds one."""
+
+
+def _engine_key(backend: str, low: nn.Module, kind: str, shapes: list[tuple[int, ...]],
+                dtype: torch.dtype, device: str, extra: dict | None) -> EngineKey:
+    """The cache key of `backend`'s engine for `low` (the CPU copy in the program dtype)."""
+    return EngineKey.of(kind, backend, low, shapes, dtype, device, library_versions(backend),
+                        extra)
+
+
 def _compiled(name: str, module: nn.Module, kind: str, export: Callable[[nn.Module], object],
               shapes: list[tuple[int, ...]], device: str, precision: str, cache_dir: Path | None,
-              extra: dict | None) -> tuple[Callable[..., object], CacheStatus]:
+              extra: dict | None, load_only: bool = False
+              ) -> tuple[Callable[..., object], CacheStatus]:
     """The callable for export/compile/aot/tensorrt, through the engine cache when there is one.
 
     All start from the decomposed program of a CPU copy of the module in the program dtype.
+    load_only: an aot or tensorrt engine must come from the cache (EngineNotCached otherwise).
     """
     dtype = _program_dtype(precision)
     cache = EngineCache(cache_dir) if cache_dir is not None else None
     low, inputs, program = _program(module, kind, export, shapes, dtype, cache, extra)
 
     def key(backend: str) -> Callable[[], EngineKey]:
-        return lambda: EngineKey.of(kind, backend, low, shapes, dtype, device,
-                                    library_versions(backend), extra)
+        return lambda: _engine_key(backend, low, kind, shapes, dtype, device, extra)
+
+    def or_refuse(build: Callable[[], T]) -> Callable[[], T]:
+        if not load_only:
+            return build
+
+        def refuse() -> T:
+            raise EngineNotCached(f"no usable {name} engine in the cache")
+        return refuse
 
     if name in ("export", "compile"):
         ep, status = program()
@@ -213,16 +244,45 @@ def _compiled(name: str, module: nn.Module, kind: str, export: Callable[[nn.Modu
                 return _Packaged(path, engines.aot_load(path))
 
             packaged, status = _cached(
-                cache, key("aot"), build_aot, lambda p, dest: shutil.copyfile(p.path, dest),
-                lambda path: _Packaged(path, engines.aot_load(path)), ".pt2")
+                cache, key("aot"), or_refuse(build_aot),
+                lambda p, dest: shutil.copyfile(p.path, dest),
+                lambda path: _Packaged(path, engines.aot_load(path)), ENGINE_SUFFIX["aot"])
         return packaged.runner, status
 
     dev_inputs = [x.to(device) for x in inputs]
     timing = None if cache is None else cache.dir / "tensorrt-timing.bin"
     return _cached(cache, key("tensorrt"),
-                   lambda: engines.tensorrt_compile(program()[0], inputs, device, timing),
+                   or_refuse(lambda: engines.tensorrt_compile(program()[0], inputs, device,
+                                                              timing)),
                    lambda m, path: engines.tensorrt_save(m, path, dev_inputs),
-                   engines.tensorrt_load, ".ep")
+                   engines.tensorrt_load, ENGINE_SUFFIX["tensorrt"])
+
+
+def _auto_window(module: nn.Module, kind: str, shapes: list[tuple[int, ...]], device: str,
+                 precision: str, extra: dict | None, cache_dir: Path | None) -> tuple[str, str]:
+    """(backend, why) for the window's `auto`: the first engine backend that runs here and has
+    a trusted engine for this model in the cache, else eager. Nothing is built."""
+    runnable, skipped = engine_backends(device, precision)
+    if not runnable:
+        return "eager", "auto picked eager: " + "; ".join(skipped)
+    if cache_dir is None:
+        return "eager", "auto picked eager: the engine cache is off"
+    dtype = _program_dtype(precision)
+    low = copy.deepcopy(module).to("cpu", dtype).eval()
+    cache = EngineCache(cache_dir)
+    unusable = []
+    for name in runnable:
+        key = _engine_key(name, low, kind, shapes, dtype, device, extra)
+        why = cache.check(key, ENGINE_SUFFIX[name])
+        if why is None:
+            return name, (f"auto picked {name}: its engine for this model ({precision}, "
+                          f"{device}) is in the cache {cache_dir}")
+        if why != "missing":
+            unusable.append(f"{name}: {why}")
+    lead = f" ({'; '.join(unusable)})" if unusable else ""
+    return "eager", (f"auto picked eager: no {' or '.join(runnable)} engine for this model "
+                     f"({precision}, {device}) is cached{lead}; python -m model.backends build "
+                     "(--checkpoint FILE | --random-weights) builds one")
 
 
 def window_program(model: JCANet, precision: str = "fp32", backend: str = "tensorrt", *,
@@ -246,16 +306,21 @@ def _build(name: str, module: nn.Module, kind: str, export: Callable[[nn.Module]
            device: str, precision: str, batch_size: int, cache_dir: str | Path | None, cache: bool,
            warmup: bool, extra: dict | None, cls: type[Backend], what: str = "window",
            channels_last: bool = False) -> Backend:
-    """Resolve `name`, build it; `auto` falls back to eager if its pick fails to build.
+    """Resolve `name`, build it; `auto` falls back to eager if its pick fails to load or build.
 
     The window's compile runs over the decomposed program (nn.LSTM would break the graph); an
     extractor's over the module itself, so that autocast reaches its convolutions.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    device = check_device(device)
+    device = resolve_device(device)
     check_precision(precision, device)
-    chosen, reason = resolve_backend(name, device, precision, what)
+    auto_window = name == "auto" and what == "window"
+    if auto_window:
+        chosen, reason = _auto_window(module, kind, shapes, device, precision, extra,
+                                      engine_cache_dir(cache_dir) if cache else None)
+    else:
+        chosen, reason = resolve_backend(name, device, precision, what)
 
     def eager_net() -> nn.Module:
         net = copy.deepcopy(module).eval().to(device, _program_dtype(precision))
@@ -271,7 +336,8 @@ def _build(name: str, module: nn.Module, kind: str, export: Callable[[nn.Module]
                 fn, status = engines.compile_program(eager_net(), device), None
             else:
                 fn, status = _compiled(chosen, module, kind, export, shapes, device, precision,
-                                       engine_cache_dir(cache_dir) if cache else None, extra)
+                                       engine_cache_dir(cache_dir) if cache else None, extra,
+                                       load_only=auto_window)
             backend = cls(fn, name=chosen, fixed=True, reason=reason, cache=status,
                           channels_last=channels_last and on_module, **common)
             if warmup:  # compile now, not on the first real call; CUDA graphs record on the 2nd
@@ -282,10 +348,11 @@ def _build(name: str, module: nn.Module, kind: str, export: Callable[[nn.Module]
         except Exception as e:
             if name != "auto":
                 raise
+            step = "load" if auto_window else "build"
             line = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
-            log.warning("backend %s failed to build (%s: %s); using eager", chosen,
+            log.warning("backend %s failed to %s (%s: %s); using eager", chosen, step,
                         type(e).__name__, line)
-            reason = f"auto fell back to eager: {chosen} failed to build ({type(e).__name__})"
+            reason = f"auto fell back to eager: {chosen} failed to {step} ({type(e).__name__})"
     return cls(eager(eager_net()), name="eager", fixed=False, reason=reason, cache=None,
                channels_last=channels_last, **common)
 
@@ -327,6 +394,14 @@ def build_backend(name: str, model: JCANet, device: str = "cpu", precision: str 
                      cache_dir, cache, warmup, extra, WindowBackend)
     backend.attention = attention
     return backend  # type: ignore[return-value]
+
+
+def live_backend(name: str, model: JCANet, device: str = "cpu", precision: str = "fp32",
+                 **kwargs: object) -> WindowBackend:
+    """The window backend the live detector calls: one window per call, with the attention
+    map. The engine build step builds this one, so `auto` finds its engine at run time."""
+    return build_backend(name, model, device, precision, batch_size=1, attention=True,
+                         **kwargs)  # type: ignore[arg-type]
 
 
 def build_extractor_backend(name: str, net: nn.Module, device: str = "cpu",

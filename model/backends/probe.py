@@ -1,17 +1,19 @@
-"""What can run here: device checks, each backend's missing piece, and the `auto` rule.
+"""What can run here: each backend's missing piece, and the `auto` rules.
 
-    resolve_backend("auto", "cpu")   # -> ("aot", "auto picked aot: no GPU here; ...")
     unavailable("tensorrt", "cpu")   # -> "backend tensorrt runs only on a CUDA GPU: ..." or None
+    engine_backends("cpu")           # -> (["aot"], []): the engines `auto` may load here
+    resolve_backend("auto", "cpu", what="extractor")  # -> ("eager", "auto picked eager: ...")
 
-The `auto` rule (fastest correct path first, as measured in benchmarks/RESULTS.md "Backends"):
-  CUDA GPU:  tensorrt (torch-tensorrt installed) > compile (torch.compile + CUDA graphs; needs
-             Triton) > eager.
-  CPU:       window: aot (AOTInductor; needs a C++ compiler to build; cached on disk) > eager;
-             extractors: eager (compiled ones measured faster for VGG19, slower for VGGish).
-             aot and tensorrt run fp32 and fp16 only (bf16 autocast cannot reach their kernels),
-             so bf16 picks compile (GPU) or eager (CPU).
-             `export` (the decomposed program run op by op) is slower than eager on the CPU and
-             `compile` (JIT inductor) slower than aot and recompiles at every start.
+The window model's `auto` never builds: it loads an engine that `python -m model.backends
+build` put in the cache for this model, shapes, precision and device, else runs eager
+(build.py). The engines it looks for, best first (benchmarks/RESULTS.md "Backends"):
+  CUDA GPU:  tensorrt (torch-tensorrt installed) > aot (AOTInductor; needs Triton).
+  CPU:       aot (needs a C++ compiler). Its gain over eager on the CPU is within load noise,
+             which is why it is built ahead, not at the first start (30-63 s).
+  aot and tensorrt run fp32 and fp16 only (bf16 autocast cannot reach their kernels), so bf16
+  runs eager (or --backend compile).
+Extractors' `auto` (benchmarks): on a GPU tensorrt > compile > eager; on the CPU eager
+(compiled ones measured faster for VGG19, slower for VGGish).
 The probes are cheap (an import, `<compiler> --version`); nothing is timed at start-up.
 """
 
@@ -23,33 +25,15 @@ import importlib.util
 import torch
 
 from model.errors import UserError
+from model.limits import BACKENDS, PRECISIONS, check_choice, resolve_device
 
-BACKENDS = ("auto", "eager", "export", "compile", "aot", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "bf16")
+ENGINES = {"cuda": ("tensorrt", "aot"), "cpu": ("aot",)}  # what window `auto` loads, best first
+EXTRACTOR_AUTO = {"cuda": ("tensorrt", "compile", "eager"), "cpu": ("eager",)}
 TENSORRT_INSTALL = "pip install -e '.[tensorrt]' on a machine with a CUDA GPU"
 
 
-def check_device(device: str) -> str:
-    """Normalised device string; UserError for an unknown one or CUDA without a GPU."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise UserError(f"unknown device {device!r}: use cpu or cuda[:N]") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise UserError(f"unknown device {device!r}: use cpu or cuda[:N]")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(f"device {device} requested but this torch has no CUDA GPU "
-                            f"(torch {torch.__version__}): use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise UserError(f"device {device} does not exist: this machine has "
-                            f"{torch.cuda.device_count()} GPU(s)")
-    return str(dev)
-
-
 def check_precision(precision: str, device: str) -> None:
-    if precision not in PRECISIONS:
-        raise UserError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    check_choice("--precision", precision, PRECISIONS)
     cuda = torch.device(device).type == "cuda"
     if precision == "fp16" and not cuda:
         raise UserError("precision fp16 needs a CUDA GPU: on the CPU use --precision fp32 or bf16")
@@ -132,44 +116,52 @@ def unavailable(name: str, device: str, precision: str = "fp32",
             return ("backend tensorrt needs torch-tensorrt, which is not installed: "
                     f"{TENSORRT_INSTALL}")
         return None
-    raise UserError(f"unknown backend {name!r}: use one of {', '.join(BACKENDS)}")
+    check_choice("--backend", name, BACKENDS)
+    raise AssertionError(f"backend {name} has no availability rule")
+
+
+def engine_backends(device: str, precision: str = "fp32") -> tuple[list[str], list[str]]:
+    """The engine backends the window's `auto` may load on this device, best first, and the
+    missing piece of each other one."""
+    runnable, skipped = [], []
+    for name in ENGINES[torch.device(device).type]:
+        why = unavailable(name, device, precision)
+        if why is None:
+            runnable.append(name)
+        else:
+            skipped.append(why)
+    return runnable, skipped
 
 
 def resolve_backend(name: str, device: str = "cpu", precision: str = "fp32",
                     what: str = "window") -> tuple[str, str]:
-    """(backend to build, why) for `what` ("window" or "extractor"). `auto` takes the first
-    that can run by the rule above; a named backend that cannot run raises UserError with the
-    missing piece."""
-    device = check_device(device)
+    """(backend to build, why) for a named backend, or an extractor's `auto` (the first of
+    EXTRACTOR_AUTO that can run). A named backend that cannot run raises UserError with the
+    missing piece. The window's `auto` depends on the engine cache: build.build_backend."""
+    device = resolve_device(device)
     if name != "auto":
         why = unavailable(name, device, precision, what)
         if why is not None:
             raise UserError(why)
         return name, f"{name}: asked for"
-    cuda = torch.device(device).type == "cuda"
-    if cuda:
-        order = ("tensorrt", "compile", "eager")
-    else:
-        order = ("aot", "eager") if what == "window" else ("eager",)
+    if what == "window":
+        raise ValueError("the window's auto depends on the engine cache: call build_backend")
     skipped = []
-    for candidate in order:
+    for candidate in EXTRACTOR_AUTO[torch.device(device).type]:
         why = unavailable(candidate, device, precision, what)
         if why is None:
-            return candidate, _auto_reason(candidate, device, skipped, what)
+            return candidate, _auto_reason(candidate, device, skipped)
         skipped.append(why.split(":")[0])  # "backend tensorrt needs torch-tensorrt, which ..."
     raise AssertionError("eager is always available")
 
 
-def _auto_reason(name: str, device: str, skipped: list[str], what: str) -> str:
+def _auto_reason(name: str, device: str, skipped: list[str]) -> str:
     if name == "tensorrt":
         gpu = torch.cuda.get_device_name(device)
         because = f"a CUDA GPU ({gpu}) and torch-tensorrt {tensorrt_version()} are here"
-    elif name == "compile" and torch.device(device).type == "cuda":
+    elif name == "compile":
         because = "torch.compile with CUDA graphs is the fastest path without TensorRT"
-    elif name == "aot":
-        because = (f"no GPU here; AOTInductor (C++ compiler {cpp_compiler()}) is the fastest CPU "
-                   "path measured for the window, and its engine is cached on disk")
-    elif what == "extractor" and torch.device(device).type == "cpu":
+    elif torch.device(device).type == "cpu":
         because = ("on the CPU compiled extractors were mixed (faster for VGG19, slower for "
                    "VGGish, and compile recompiles at every start); --backend compile with bf16 "
                    "is the fastest for VGG19")
