@@ -41,6 +41,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from model import weights
 from model.errors import UserError, run_cli
+from model.limits import check_lookahead, check_positive
 from streamer import demo_clips
 from streamer.demo_clips import BACKGROUND, Clip
 
@@ -83,10 +84,8 @@ class DemoOptions:
             raise UserError(f"--clip-seconds must be in 1..60, got {self.clip_seconds}")
         if self.weights not in ("auto", "random", "real"):
             raise UserError(f"--weights must be auto, random or real, got {self.weights!r}")
-        if not 0 <= self.lookahead <= 9:
-            raise UserError(f"--lookahead must be in 0..9, got {self.lookahead}")
-        if self.duration is not None and self.duration <= 0:
-            raise UserError(f"--duration must be positive, got {self.duration}")
+        check_lookahead(self.lookahead)
+        check_positive("--duration", self.duration)
 
 
 @dataclass(frozen=True)
