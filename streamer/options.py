@@ -1,0 +1,151 @@
+"""The options of a live run, and main.py's flags that make them (also benchmarks.latency's).
+
+    opts = AppOptions(source="replay", replay="clip.mp4", random_weights=True, fast=True)
+    opts = parse_args(["--camera", "0", "--checkpoint", "runs/jca.pt"])     # main.py's flags
+    add_source_and_model_args(parser); opts = app_options(ns, log=None)     # another CLI's
+
+Every option is checked once, when an AppOptions is made (model.limits holds the ranges), so a
+mistake is one line before anything loads. What needs the machine (the device, the files) is
+checked where it is used: streamer.runtime.load_runtime, streamer.app.open_source.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from model.errors import UserError
+from model.limits import (
+    BACKENDS,
+    PRECISIONS,
+    check_choice,
+    check_frames_per_segment,
+    check_lookahead,
+    check_positive,
+)
+
+CPU_FRAMES = 1  # VGG19 frames per segment on a 2-core CPU in real time (benchmarks/RESULTS.md)
+GPU_FRAMES = 16  # the AVE recipe
+SOURCES = ("camera", "replay", "synthetic")
+
+DESCRIPTION = "Live audio-visual event detection: label every second of a stream with JCA."
+EPILOG = """\
+    python main.py --camera 0 --checkpoint runs/jca.pt          # webcam + default microphone
+    python main.py --replay clip.mp4 --checkpoint runs/jca.pt   # a file, as if it were live
+    python main.py --replay clip.mp4 --random-weights --fast --headless > predictions.jsonl
+    python main.py --synthetic --random-weights --duration 20
+
+Ends on Ctrl+C, at the end of the file or after --duration seconds; the prediction log
+(--log) and event intervals (--events) are flushed segment by segment. See docs/STREAMING.md.
+"""
+
+
+@dataclass(frozen=True)
+class AppOptions:
+    source: str  # "camera", "replay" or "synthetic"
+    camera: str | None = None  # index or device path
+    replay: str | None = None  # file
+    mic: str | None = None  # name or index; None = the default input
+    checkpoint: str | None = None
+    random_weights: bool = False
+    backend: str = "eager"  # main.py's default is "auto"; tests and embedders pick explicitly
+    precision: str = "fp32"  # of the window model
+    device: str = "auto"
+    frames_per_segment: int | None = None  # None: by device (CPU_FRAMES / GPU_FRAMES)
+    lookahead: int = 0
+    log: str | None = "runs/predictions.jsonl"
+    events: str | None = "runs/events.jsonl"
+    headless: bool = False
+    duration: float | None = None
+    fast: bool = False
+    av_offset: float | None = None  # s; None: saved by calibrate.sync for this source, else 0
+    min_event: float = 1.0
+    min_gap: float = 2.0
+    weights_dir: str | None = None
+    seed: int = 0
+    overlay: str | None = None  # video file: the stream drawn with label, confidence, attention
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise UserError(f"unknown source {self.source!r}: use --camera, --replay or "
+                            "--synthetic")
+        if self.checkpoint and self.random_weights:
+            raise UserError("--checkpoint and --random-weights exclude each other: pick one")
+        if self.fast and self.source == "camera":
+            raise UserError("--fast only applies to --replay and --synthetic")
+        check_choice("--backend", self.backend, BACKENDS)
+        check_choice("--precision", self.precision, PRECISIONS)
+        if self.frames_per_segment is not None:
+            check_frames_per_segment(self.frames_per_segment)
+        check_lookahead(self.lookahead)
+        check_positive("--duration", self.duration)
+
+
+def add_source_and_model_args(ap: argparse.ArgumentParser) -> None:
+    """The source and model flags (main.py's and benchmarks.latency's); `app_options` reads
+    them."""
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--camera", metavar="N", help="camera index or device path")
+    src.add_argument("--replay", metavar="FILE", help="replay a video file as if it were live")
+    src.add_argument("--synthetic", action="store_true",
+                     help="generated frames and tones with known events")
+    ap.add_argument("--mic", metavar="DEVICE", help="microphone name or index (with --camera)")
+    ap.add_argument("--checkpoint", metavar="FILE", help="trained model (python -m model.train)")
+    ap.add_argument("--random-weights", action="store_true",
+                    help="run without a checkpoint: untrained weights, meaningless labels")
+    ap.add_argument("--backend", default="auto", choices=BACKENDS,
+                    help="window model backend (default auto: an engine built ahead with "
+                         "python -m model.backends build when one is cached for the model, "
+                         "else eager; it says which)")
+    ap.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                    help="window model precision (default fp32; python -m calibrate.precision "
+                         "checks which ones keep a checkpoint's accuracy)")
+    ap.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+    ap.add_argument("--frames-per-segment", type=int, metavar="K",
+                    help=f"VGG19 frames per second of video (default {CPU_FRAMES} on a CPU, "
+                         f"the checkpoint's recipe or {GPU_FRAMES} on a GPU)")
+    ap.add_argument("--lookahead", type=int, default=0, metavar="K",
+                    help="label the segment K s back, with K s of future context (0..9)")
+    ap.add_argument("--duration", type=float, metavar="S", help="stop after S s of stream")
+    ap.add_argument("--fast", action="store_true",
+                    help="replay/synthetic as fast as the pipeline goes, nothing dropped")
+    ap.add_argument("--av-offset", type=float, metavar="S",
+                    help="seconds the audio lags the picture (default: what python -m "
+                         "calibrate.sync --save measured for this camera + mic or file, else 0)")
+    ap.add_argument("--weights-dir", metavar="DIR", help="extractor weights (model.weights)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of random weights")
+
+
+def app_options(a: argparse.Namespace, **outputs: object) -> AppOptions:
+    """AppOptions from the flags of `add_source_and_model_args`; `outputs`: the other fields."""
+    source = "camera" if a.camera is not None else "replay" if a.replay is not None else "synthetic"
+    return AppOptions(
+        source=source, camera=a.camera, replay=a.replay, mic=a.mic, checkpoint=a.checkpoint,
+        random_weights=a.random_weights, backend=a.backend, precision=a.precision, device=a.device,
+        frames_per_segment=a.frames_per_segment, lookahead=a.lookahead, duration=a.duration,
+        fast=a.fast, av_offset=a.av_offset, weights_dir=a.weights_dir, seed=a.seed,
+        **outputs)  # type: ignore[arg-type]
+
+
+def parse_args(argv: list[str] | None = None) -> AppOptions:
+    """main.py's command line -> AppOptions (a bad value is a UserError, a bad flag exits 2)."""
+    ap = argparse.ArgumentParser(prog="main.py", description=DESCRIPTION,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=EPILOG)
+    add_source_and_model_args(ap)
+    ap.add_argument("--log", default="runs/predictions.jsonl", metavar="FILE",
+                    help="prediction log, one JSON object per segment ('' for none)")
+    ap.add_argument("--events", default="runs/events.jsonl", metavar="FILE",
+                    help="event intervals, one JSON object per event ('' for none)")
+    ap.add_argument("--headless", action="store_true",
+                    help="no dashboard: one JSON object per segment on stdout, nothing else")
+    ap.add_argument("--min-event", type=float, default=1.0, metavar="S",
+                    help="shortest event interval kept (default 1)")
+    ap.add_argument("--min-gap", type=float, default=2.0, metavar="S",
+                    help="gaps shorter than this inside an event are bridged (default 2)")
+    ap.add_argument("--overlay", metavar="OUT.mp4",
+                    help="also write the stream's video and sound with the label, confidence and "
+                         "attention map drawn on each frame")
+    a = ap.parse_args(argv)
+    return app_options(a, log=a.log or None, events=a.events or None, headless=a.headless,
+                       min_event=a.min_event, min_gap=a.min_gap, overlay=a.overlay)
