@@ -56,6 +56,14 @@ class BiRNN(nn.Module):
         self.c0 = nn.Parameter(torch.zeros(shape)) if learn_init and self.lstm else None
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # oneDNN has no bf16/fp16 RNN kernel on CPUs without AVX-512 (it cannot create the
+            # primitive): under CPU autocast the recurrence runs in fp32 on every machine alike
+            with torch.autocast("cpu", enabled=False):
+                return self._recur(x.float())
+        return self._recur(x)
+
+    def _recur(self, x: Tensor) -> Tensor:
         if self.h0 is None:
             return self.rnn(x)[0]  # (B, T, 2H)
         b = x.shape[0]
