@@ -11,6 +11,11 @@ Two presets:
              section 2): 2-layer Bi-LSTMs of 256 per direction, 512-d embeddings, attention
              projections of 512 -> 49, 4 layers of the reference's dense joint co-attention with
              separate weights per layer, head 512 -> 128 -> C. About 22.8 M parameters.
+             Its early fusion adds the audio guide as the reference does (`guide_by_position`):
+             affine_g(a) has shape (B*T, 49, 1), so the guide's unit j is added at position j to
+             all 49 attention units (the paper's equations add unit j to attention unit j at
+             every position). Checkpoints saved before this field existed load with it False,
+             the fusion they were trained with.
   paper      the paper's JCA equations (FACTS section 1). The paper gives no hidden sizes, k or L;
              they are chosen here for a live detector that must label a 10-segment window in at
              most 5 ms on 2 CPU cores at batch 1 (see benchmarks/RESULTS.md):
@@ -64,6 +69,7 @@ class JCAConfig:
     fusion: str = "attention"
     attn_hidden: int = 64  # width of the per-position visual and audio-guide projections
     attn_dim: int = 49  # width of the additive attention (W_v, W_g: attn_hidden -> attn_dim)
+    guide_by_position: bool = False  # the reference's guide: unit p added at position p
     # co-attention
     coattention: str = "jca"
     layers: int = 4  # L
@@ -111,6 +117,10 @@ class JCAConfig:
         if self.modality != "av" and self.coattention != "none":
             raise ValueError(f"modality={self.modality!r} has nothing to co-attend: "
                              f"set coattention='none'")
+        positions = self.visual_hw * self.visual_hw
+        if self.guide_by_position and self.attn_dim != positions:
+            raise ValueError(f"guide_by_position adds guide unit p at position p: attn_dim must "
+                             f"be the {positions} positions, got {self.attn_dim}")
         if self.modality == "visual" and self.fusion == "attention":
             raise ValueError("modality='visual' has no audio to guide the attention: "
                              "set fusion='avg' or 'max'")
@@ -135,7 +145,8 @@ class JCAConfig:
 PRESETS: dict[str, JCAConfig] = {
     "paper": JCAConfig(),
     "reference": JCAConfig(
-        rnn_layers=2, hidden=256, embed=512, attn_hidden=512, attn_dim=49, coattention="dense",
+        rnn_layers=2, hidden=256, embed=512, attn_hidden=512, attn_dim=49, guide_by_position=True,
+        coattention="dense",
         layers=4, shared_weights=False, joint_hidden=256, joint_embed=512, mlp_hidden=128),
 }
 

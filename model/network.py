@@ -102,10 +102,17 @@ class AudioGuidedAttention(nn.Module):
 
     z_p = w_h . tanh(W_v ReLU(P_v v_p) + W_g ReLU(P_g a)), alpha = softmax_p(z),
     fused = Linear(sum_p alpha_p v_p).
+
+    by_position (the reference implementation): the guide g = W_g ReLU(P_g a) has one unit per
+    position (attn_dim = P) and its unit p is added to every attention unit of position p,
+    z_p = w_h . tanh(W_v ReLU(P_v v_p) + g_p 1); the paper's equations add unit j of g to unit j
+    at every position.
     """
 
-    def __init__(self, visual_dim: int, guide_dim: int, hidden: int, attn_dim: int) -> None:
+    def __init__(self, visual_dim: int, guide_dim: int, hidden: int, attn_dim: int,
+                 by_position: bool = False) -> None:
         super().__init__()
+        self.by_position = by_position
         self.visual_proj = nn.Linear(visual_dim, hidden)
         self.guide_proj = nn.Linear(guide_dim, hidden)
         self.w_v = nn.Linear(hidden, attn_dim, bias=False)
@@ -116,7 +123,8 @@ class AudioGuidedAttention(nn.Module):
     def forward(self, visual: Tensor, guide: Tensor) -> tuple[Tensor, Tensor]:
         v = self.w_v(F.relu(self.visual_proj(visual)))  # (B, T, P, attn)
         g = self.w_g(F.relu(self.guide_proj(guide)))  # (B, T, attn)
-        z = self.w_h(torch.tanh(v + g.unsqueeze(2))).squeeze(-1)  # (B, T, P)
+        g = g.unsqueeze(-1) if self.by_position else g.unsqueeze(2)  # (B,T,P,1) | (B,T,1,attn)
+        z = self.w_h(torch.tanh(v + g)).squeeze(-1)  # (B, T, P)
         alpha = torch.softmax(z, dim=-1)  # (B, T, P)
         pooled = (alpha.unsqueeze(2) @ visual).squeeze(2)  # (B, T, Dv)
         return self.out(pooled), alpha
@@ -148,7 +156,7 @@ class JCANet(nn.Module):
         self.audio_encoder = (SequenceEncoder(cfg, cfg.audio_dim, cfg.hidden, cfg.embed,
                                               cfg.unimodal_rnn) if use_audio else None)
         self.fusion = (AudioGuidedAttention(cfg.visual_dim, cfg.embed, cfg.attn_hidden,
-                                            cfg.attn_dim)
+                                            cfg.attn_dim, cfg.guide_by_position)
                        if use_visual and cfg.fusion == "attention" else None)
         self.visual_encoder = (SequenceEncoder(cfg, cfg.visual_dim, cfg.hidden, cfg.embed,
                                                cfg.unimodal_rnn) if use_visual else None)

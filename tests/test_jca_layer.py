@@ -1,4 +1,5 @@
-"""The co-attention layers against independent NumPy float64 implementations of their equations."""
+"""The co-attention layers and the audio-guided early fusion against independent NumPy float64
+implementations of their equations."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from model.config import preset
+from model.config import JCAConfig, preset
 from model.jca import CoAttentionLayer, CoAttentionStack, DenseCoAttentionLayer, build_coattention
+from model.network import AudioGuidedAttention, JCANet, count_parameters
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -116,3 +118,56 @@ def test_paper_layer_has_exactly_the_paper_matrices() -> None:
     shapes = {name: tuple(p.shape) for name, p in layer.named_parameters()}
     assert shapes == {"w_j": (2, n, n), "w_x": (2, k, n), "w_c": (2, k, 2 * dim),
                       "w_h": (2, k, n)}
+
+
+# ---- the audio-guided early fusion ----------------------------------------------------------
+
+def fusion_numpy(visual: np.ndarray, guide: np.ndarray, p: dict[str, np.ndarray],
+                 by_position: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Early fusion one segment at a time. visual (B, T, P, Dv), guide (B, T, E).
+
+    by_position, the reference implementation: content = affine_v(ReLU(affine_video(V)))
+    (P positions x 49 units) + affine_g(ReLU(affine_audio(a))) as a (49, 1) column, so guide
+    unit j lands on row (position) j. Else the paper: guide unit j meets attention unit j at
+    every position (a (1, attn) row)."""
+    fused, alphas = [], []
+    for V, a in zip(visual.reshape(-1, *visual.shape[2:]), guide.reshape(-1, guide.shape[-1]),
+                    strict=True):  # V (P, Dv), a (E,)
+        hv = np.maximum(V @ p["visual_proj.weight"].T + p["visual_proj.bias"], 0)  # (P, H)
+        ha = np.maximum(p["guide_proj.weight"] @ a + p["guide_proj.bias"], 0)  # (H,)
+        g = p["w_g.weight"] @ ha  # (attn,)
+        content = hv @ p["w_v.weight"].T + (g[:, None] if by_position else g[None, :])
+        z = np.tanh(content) @ p["w_h.weight"][0]  # (P,)
+        alpha = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        fused.append(p["out.weight"] @ (alpha @ V) + p["out.bias"])
+        alphas.append(alpha)
+    lead = visual.shape[:2]
+    return np.reshape(fused, (*lead, -1)), np.reshape(alphas, (*lead, -1))
+
+
+@pytest.mark.parametrize("by_position", [True, False], ids=["reference", "paper"])
+def test_fusion_matches_numpy(by_position: bool) -> None:
+    gen = torch.Generator().manual_seed(11 + by_position)
+    positions, dv, e, hidden = 49, 24, 16, 20
+    fusion = AudioGuidedAttention(dv, e, hidden, positions, by_position).double().eval()
+    randomize(fusion, gen, scale=0.4)
+    visual = torch.randn(2, 3, positions, dv, generator=gen, dtype=torch.float64)
+    guide = torch.randn(2, 3, e, generator=gen, dtype=torch.float64)
+    fused, alpha = fusion(visual, guide)
+    params = {k: t.detach().numpy() for k, t in fusion.named_parameters()}
+    want_fused, want_alpha = fusion_numpy(visual.numpy(), guide.numpy(), params, by_position)
+    assert rel_err(fused, want_fused) < 1e-12
+    assert rel_err(alpha, want_alpha) < 1e-12
+    # the other rule gives other numbers: the test tells the two apart
+    other_fused, _ = fusion_numpy(visual.numpy(), guide.numpy(), params, not by_position)
+    assert rel_err(fused, other_fused) > 1e-3
+
+
+def test_reference_preset_fuses_as_the_reference_and_paper_as_the_paper() -> None:
+    reference, paper = JCANet(preset("reference")), JCANet(preset("paper"))
+    assert reference.fusion.by_position and not paper.fusion.by_position
+    assert count_parameters(reference)["total"] == 22_776_510  # the guide adds no weights
+    old = {k: v for k, v in preset("reference").to_dict().items() if k != "guide_by_position"}
+    assert JCAConfig.from_dict(old).guide_by_position is False  # older checkpoints keep theirs
+    with pytest.raises(ValueError, match="attn_dim"):
+        preset("reference", attn_dim=32)
