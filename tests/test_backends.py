@@ -256,7 +256,8 @@ def test_extractor_backends_match_eager(tiny_vgg) -> None:
         want = tiny_vgg(x)  # (3, 8, 7, 7)
     eager = build_extractor_backend("eager", tiny_vgg, batch_size=2)
     assert eager.channels_last
-    torch.testing.assert_close(eager(x), want, rtol=1e-5, atol=1e-4)
+    # NHWC kernels sum in another order than NCHW: 2e-4 relative seen on an AVX2-only CPU
+    torch.testing.assert_close(eager(x), want, rtol=1e-4, atol=1e-4)
     exported = build_extractor_backend("export", tiny_vgg, batch_size=2, cache=False)
     assert exported.cache.state == "off"
     torch.testing.assert_close(exported(x), want, rtol=1e-5, atol=1e-4)
@@ -265,9 +266,16 @@ def test_extractor_backends_match_eager(tiny_vgg) -> None:
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         amp = torch.cat([tiny_vgg(x[:2]), tiny_vgg(x[2:])]).float()
     assert got.dtype == torch.float32
-    torch.testing.assert_close(got, amp, rtol=1e-2, atol=1e-2)  # NHWC vs NCHW kernels
-    # bf16 rounding through 16 narrow convs (4-8 channels): ~4% here, ~1% at full width
-    assert (torch.linalg.norm(got - want) / torch.linalg.norm(want)).item() < 0.08
+
+    def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+        return (torch.linalg.norm(a - b) / torch.linalg.norm(b)).item()
+
+    # autocast reached the convolutions: the same as autocast on the plain module up to the
+    # NHWC/NCHW kernels' bf16 rounding (elementwise it can differ by a bf16 step, 0.2% overall),
+    # and bf16 rounding through 16 narrow convs (4-8 channels) from fp32: ~4% here, ~1% at
+    # full width
+    assert rel(got, amp) < 0.01
+    assert 0 < rel(got, want) < 0.08
 
 
 def test_extractor_auto_and_bf16_rules(tiny_vgg) -> None:
@@ -466,8 +474,8 @@ def test_build_cli_builds_what_main_py_auto_loads(fake_aot, tmp_path, monkeypatc
                                  device="cpu", frames_per_segment=1))
     assert rt.backend.name == "aot" and rt.backend.cache.state == "hit"
     assert fake_aot.built == 1 and "backend: auto picked aot" in capsys.readouterr().err
-    with pytest.raises(UserError, match="exclude each other"):
-        backends_cli.main(["build", "--random-weights", "--checkpoint", "x.pt"])
+    with pytest.raises(UserError, match=r"no such checkpoint: missing\.pt"):
+        backends_cli.main(["build", "--checkpoint", "missing.pt"])
 
 
 def test_tensorrt_without_gpu_or_package_names_the_missing_piece(monkeypatch) -> None:
