@@ -15,7 +15,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from model.extractors import vggish
-from model.extractors.runtime import RunOptions, prepare, run_batched
+from model.extractors.runtime import (
+    Runner,
+    RunOptions,
+    eager_path,
+    eager_runner,
+    in_batches,
+    prepare,
+)
 from model.extractors.vggish_frontend import SAMPLE_RATE, segment_example
 
 
@@ -26,13 +33,18 @@ class AudioExtractor:
 
     def __init__(self, net: vggish.VGGish, postprocess: str = "ave",
                  pca: tuple[np.ndarray, np.ndarray] | None = None,
-                 options: RunOptions | None = None, identity: str = "unknown") -> None:
+                 options: RunOptions | None = None, identity: str = "unknown",
+                 runner: Runner | None = None, path: str | None = None) -> None:
+        """`runner`: how the net runs (`model.extractors.paths`), named `path`; None runs it
+        eagerly as `options` say."""
         if postprocess not in vggish.POSTPROCESS:
             raise ValueError(f"unknown audio postprocess {postprocess!r}")
         if postprocess == "pca" and pca is None:
             raise ValueError("audio postprocess 'pca' needs the PCA parameters")
         self.options = options or RunOptions(channels_last=False)
         self.net = prepare(net, self.options)
+        self.run = runner or eager_runner(self.net, self.options)
+        self.path = path or eager_path(self.options)
         self.postprocess = postprocess
         self.pca = pca
         self.identity = identity
@@ -47,7 +59,7 @@ class AudioExtractor:
         x = self.examples(segments)  # (N, 1, 96, 64)
         if x.shape[0] == 0:
             return np.zeros((0, vggish.EMBEDDING_SIZE), np.float32)
-        emb = run_batched(self.net, x, self.options)  # (N, 128)
+        emb = in_batches(self.run, x, self.options.batch_size)  # (N, 128)
         return vggish.postprocess(emb, self.postprocess, self.pca)
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:

@@ -8,6 +8,11 @@ Weights by recipe: visual "ave" -> Keras VGG19 (`vgg19-keras`), "torchvision" ->
 VGG19 (`vgg19-torchvision`); audio -> the PyTorch VGGish port (`vggish`), else torchaudio's
 `vggish.pt` if only that is cached; "pca" also needs `vggish-pca`. Explicit files may be
 given instead (`visual_weights_file=`, `audio_weights_file=`, `pca_file=`).
+
+How the networks run on the CPU: `extractor_path="fp32"` (eager fp32, the default), or "auto":
+each network on the fastest path that keeps its features (`model.extractors.paths`), chosen
+once per machine and cached (`cache_dir=`, else `$JCA_LIVE_CACHE` or `~/.cache/jca-live`);
+`Extractors.choice` then says what was picked and why.
 """
 
 from __future__ import annotations
@@ -20,13 +25,17 @@ import numpy as np
 
 from model import weights
 from model.errors import UserError
-from model.extractors import vgg19, vggish
+from model.extractors import paths, vgg19, vggish
 from model.extractors.audio import AudioExtractor
-from model.extractors.runtime import RunOptions
+from model.extractors.cpu import cpu_info, machine_key
+from model.extractors.paths import PathChoice
+from model.extractors.runtime import Runner, RunOptions
+from model.extractors.vggish_frontend import segment_example
 from model.extractors.visual import VisualExtractor
 from model.recipe import RANDOM_PREFIX, FeatureRecipe
 
 VISUAL_WEIGHTS = {"ave": "vgg19-keras", "torchvision": "vgg19-torchvision"}
+EXTRACTOR_PATHS = ("fp32", "auto")
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,7 @@ class Extractors:
     visual: VisualExtractor
     audio: AudioExtractor
     recipe: FeatureRecipe
+    choice: PathChoice | None = None  # with extractor_path="auto": the paths and why
 
     def __iter__(self) -> Iterator[object]:  # `visual, audio, recipe = build_extractors()`
         return iter((self.visual, self.audio, self.recipe))
@@ -54,8 +64,15 @@ def build_extractors(weights_dir: str | Path | None = None, random_weights: bool
                      threads: int | None = None, batch_size: int = 16,
                      visual_weights_file: str | Path | None = None,
                      audio_weights_file: str | Path | None = None,
-                     pca_file: str | Path | None = None) -> Extractors:
+                     pca_file: str | Path | None = None, extractor_path: str = "fp32",
+                     cache_dir: str | Path | None = None) -> Extractors:
     """Both extractors + their recipe. Missing weights (and not random) -> one-line UserError."""
+    if extractor_path not in EXTRACTOR_PATHS:
+        raise UserError(f"unknown extractor path {extractor_path!r}: use "
+                        f"{' or '.join(EXTRACTOR_PATHS)}")
+    if extractor_path == "auto" and (device != "cpu" or precision != "fp32"):
+        raise UserError(f"extractor path auto chooses the precision on the CPU itself: use it "
+                        f"with --device cpu --precision fp32, not {device} {precision}")
     if visual_preprocess not in VISUAL_WEIGHTS:
         raise UserError(f"unknown visual preprocessing {visual_preprocess!r}: use "
                         f"{' or '.join(VISUAL_WEIGHTS)}")
@@ -109,5 +126,30 @@ def build_extractors(weights_dir: str | Path | None = None, random_weights: bool
                            frames_per_segment=frames_per_segment, audio_weights=aid,
                            audio_postprocess=audio_postprocess, sample_rate=16000,
                            image_size=vgg19.IMAGE_SIZE)
-    return Extractors(VisualExtractor(vnet, visual_preprocess, opts, vid),
-                      AudioExtractor(anet, audio_postprocess, pca, opts, aid), recipe)
+    if extractor_path == "fp32":
+        return Extractors(VisualExtractor(vnet, visual_preprocess, opts, vid),
+                          AudioExtractor(anet, audio_postprocess, pca, opts, aid), recipe)
+    choice, vrun, arun = _choose_paths(vnet, anet, visual_preprocess, vid, aid, opts, cache_dir)
+    return Extractors(
+        VisualExtractor(vnet, visual_preprocess, opts, vid, vrun, choice.visual.path),
+        AudioExtractor(anet, audio_postprocess, pca, opts, aid, arun, choice.audio.path),
+        recipe, choice)
+
+
+def _choose_paths(vnet: vgg19.VGG19, anet: vggish.VGGish, visual_preprocess: str, vid: str,
+                  aid: str, opts: RunOptions,
+                  directory: str | Path | None) -> tuple[PathChoice, Runner, Runner]:
+    """Each network's path on this CPU (cached per machine) and its runner."""
+    import torch
+
+    info = cpu_info()
+    root = paths.cache_dir(directory)
+    env = paths.BuildEnv(opts.threads or torch.get_num_threads(), root / "extractors")
+    cache = paths.ChoiceCache(root, machine_key(info))
+    frames = vgg19.preprocess(paths.probe_rgb(), visual_preprocess)  # (n, 3, 224, 224)
+    examples = np.stack([segment_example(s) for s in paths.probe_segments()])[:, None]
+    visual, vrun = paths.choose("vgg19", vnet, frames, identity=vid, env=env,
+                                cache=cache, info=info)
+    audio, arun = paths.choose("vggish", anet, examples, identity=aid, env=env,
+                               cache=cache, info=info)
+    return PathChoice(info.describe(), visual, audio), vrun, arun

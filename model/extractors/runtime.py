@@ -2,11 +2,16 @@
 
     opts = RunOptions(device="cuda", precision="fp16", batch_size=64)
     net = prepare(VGG19(), opts)
-    out = run_batched(net, x_float32, opts)  # numpy in, numpy float32 out
+    out = in_batches(eager_runner(net, opts), x_float32, opts.batch_size)  # float32 numpy
+
+A `Runner` is one way of running a network: float32 numpy (n, ...) in, float32 numpy out.
+`eager_runner(net, opts)` is the plain PyTorch one; `model.extractors.paths` builds the others
+(whole-model bf16, compiled, ONNX Runtime, OpenVINO) and picks one per machine.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +21,8 @@ import torch.nn as nn
 from model.errors import UserError
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+Runner = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -49,19 +56,32 @@ def prepare(net: nn.Module, opts: RunOptions) -> nn.Module:
     return net
 
 
-def run_batched(net: nn.Module, x: np.ndarray, opts: RunOptions) -> np.ndarray:
-    """Apply `net` to a float32 array (n, C, H, W) in batches; returns float32 numpy."""
-    outs = []
+def eager_runner(net: nn.Module, opts: RunOptions) -> Runner:
+    """Run the (prepared) `net` as it is, autocast to `opts.precision` if not fp32."""
     dtype = PRECISIONS[opts.precision]
     device_type = "cuda" if opts.device.startswith("cuda") else "cpu"
-    with torch.inference_mode(), torch.autocast(device_type, dtype=dtype or torch.bfloat16,
-                                                enabled=dtype is not None):
-        for i in range(0, x.shape[0], opts.batch_size):
-            xb = torch.from_numpy(np.ascontiguousarray(x[i:i + opts.batch_size]))
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode(), torch.autocast(device_type, dtype=dtype or torch.bfloat16,
+                                                    enabled=dtype is not None):
+            xb = torch.from_numpy(np.ascontiguousarray(x, np.float32))
             xb = xb.to(opts.device, non_blocking=True)
             if opts.channels_last and xb.ndim == 4:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            outs.append(net(xb).float().cpu().numpy())
+            return net(xb).float().cpu().numpy()
+
+    return run
+
+
+def eager_path(opts: RunOptions) -> str:
+    """The name of `eager_runner`'s path: "fp32" (the paths' reference) or "autocast-<p>"."""
+    return "fp32" if opts.precision == "fp32" else f"autocast-{opts.precision}"
+
+
+def in_batches(run: Runner, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """`run` over a float32 array (n, ...) in batches of `batch_size`; float32 numpy out."""
+    outs = [run(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)]
     if not outs:
         return np.zeros((0,), np.float32)
     return np.concatenate(outs)
+

@@ -12,7 +12,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from model.extractors import vgg19
-from model.extractors.runtime import RunOptions, prepare, run_batched
+from model.extractors.runtime import (
+    Runner,
+    RunOptions,
+    eager_path,
+    eager_runner,
+    in_batches,
+    prepare,
+)
 from model.extractors.sampling import select_frames
 
 
@@ -20,10 +27,15 @@ class VisualExtractor:
     """VGG19 pool5 features of RGB frames, channels-last like the AVE files."""
 
     def __init__(self, net: vgg19.VGG19, preprocess: str = "ave",
-                 options: RunOptions | None = None, identity: str = "unknown") -> None:
+                 options: RunOptions | None = None, identity: str = "unknown",
+                 runner: Runner | None = None, path: str | None = None) -> None:
+        """`runner`: how the net runs (`model.extractors.paths`), named `path`; None runs it
+        eagerly as `options` say."""
         vgg19.normalize(np.zeros((1, 1, 1, 3), np.uint8), preprocess)  # validates the name
         self.options = options or RunOptions()
         self.net = prepare(net, self.options)
+        self.run = runner or eager_runner(self.net, self.options)
+        self.path = path or eager_path(self.options)
         self.preprocess = preprocess
         self.identity = identity
 
@@ -35,7 +47,7 @@ class VisualExtractor:
         if rgb.shape[0] == 0:
             return np.zeros((0, 7, 7, self.net.widths[-1]), np.float32)
         x = vgg19.preprocess(rgb, self.preprocess)  # (n, 3, 224, 224)
-        out = run_batched(self.net, x, self.options)  # (n, 512, 7, 7)
+        out = in_batches(self.run, x, self.options.batch_size)  # (n, 512, 7, 7)
         return np.ascontiguousarray(out.transpose(0, 2, 3, 1))  # (n, 7, 7, 512)
 
     def segment_feature(self, frames: np.ndarray, times: Sequence[float], k: int) -> np.ndarray:
