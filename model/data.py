@@ -31,17 +31,19 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from model.classes import BACKGROUND
 from model.errors import UserError
+from model.layout import (
+    AUDIO_DIM,
+    FEATURE_KEY,
+    ORDER_KEY,
+    PAD_MODES,
+    SEGMENTS,
+    SPLITS,
+    VISUAL_SHAPE,
+)
 from model.recipe import FeatureRecipe
 
-SEGMENTS = 10  # segments (seconds) per AVE clip and per model window
-AUDIO_DIM = 128
-VISUAL_SHAPE = (7, 7, 512)
-FEATURE_KEY = "avadataset"
-ORDER_KEY = "order"
-SPLITS = ("train", "val", "test")
-BACKGROUND = "background"
-PAD_MODES = ("repeat-first", "zeros")
 DEFAULT_CACHE_LIMIT = 1 << 30  # cache a split in RAM automatically when its float32 features fit
 
 

@@ -15,7 +15,7 @@ from collections import deque
 
 import numpy as np
 
-from model.data import PAD_MODES, SEGMENTS
+from model.layout import PAD_MODES, SEGMENTS
 
 
 class Window:
