@@ -21,45 +21,19 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
-
+from model.items import AUDIO, KINDS, VIDEO, Item
+from model.items import Audio as Audio  # the items every source yields, re-exported for them
+from model.items import Frame as Frame
 from streamer.clock import Clock
 
-VIDEO, AUDIO = "video", "audio"
-KINDS = (VIDEO, AUDIO)
 # Items a kind's queue holds at most (memory stays bounded whatever the consumer does: 32
 # frames of 1080p are 200 MB), and the stream time a live queue spans before it drops its
 # oldest: the same for both kinds, so a consumer that falls behind loses picture and sound of
 # the same moments, never one kind only.
 DEFAULT_CAPACITY = {VIDEO: 32, AUDIO: 256}
 LIVE_SPAN_S = 1.0
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Frame:
-    t: float  # stream time of the frame, seconds
-    rgb: np.ndarray  # (H, W, 3) uint8
-    wall: float = field(default_factory=time.monotonic)  # monotonic time of capture
-    kind = VIDEO
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Audio:
-    t: float  # stream time of the first sample, seconds
-    samples: np.ndarray  # (n,) float32 mono in [-1, 1]
-    rate: int  # samples per second
-    wall: float = field(default_factory=time.monotonic)
-    kind = AUDIO
-
-    @property
-    def end(self) -> float:
-        return self.t + len(self.samples) / self.rate
-
-
-Item = Frame | Audio
 
 
 class EndOfStream:
