@@ -11,9 +11,10 @@ from stream_fakes import FakeAudio, FakeVisual
 
 from model.data import window_for_segment
 from model.extractors.sampling import select_frames
+from model.items import Audio, Frame
+from model.segments import FrameSelector, Segmenter, segment_count
 from streamer.intervals import intervals
-from streamer.segmenter import FrameSelector, Segmenter, segment_count
-from streamer.sources import Audio, Frame
+from streamer.segmenter import LiveSegmenter
 from streamer.synthetic import Script, synthetic_source
 from streamer.window import Window
 
@@ -164,7 +165,7 @@ def test_segments_before_the_first_frame_take_the_first_frame():
 
 
 def test_live_tick_closes_after_grace_and_drops_late_frames():
-    seg = Segmenter(index_features, 1, grace=0.5)
+    seg = LiveSegmenter(index_features, 1, grace=0.5)
     seg.push(frame(0.2, 1))
     seg.push(Audio(0.0, np.zeros(8000, np.float32), RATE))  # audio stalls at 0.5 s
     assert seg.tick(0.0, 5.0) == []  # both kinds silent: maybe the end, nothing is closed
