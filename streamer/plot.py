@@ -14,9 +14,8 @@ by the interval holding its middle, t + 0.5 (for AVE's whole seconds: Start <= t
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
+import math
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from model.annotations import AnnotatedFile, detect_format, parse_annotations, second_labels
 from model.classes import BACKGROUND
 from model.errors import UserError, run_cli
 from model.provenance import Provenance
@@ -69,15 +69,6 @@ class Classes:
         return free[k % len(free)]
 
 
-def _per_second(intervals: Sequence[tuple[str, float, float]], n: int,
-                background: str) -> list[str]:
-    out = []
-    for t in range(n):
-        mid = t + 0.5
-        out.append(next((lab for lab, s, e in intervals if s <= mid < e), background))
-    return out
-
-
 def read_truth(spec: str, n_seconds: int, classes: Classes,
                truth_id: str | None = None) -> list[str]:
     """Per-second true labels (length `n_seconds`, or the truth's own length if longer)."""
@@ -89,45 +80,37 @@ def read_truth(spec: str, n_seconds: int, classes: Classes,
     else:
         raise UserError(f"truth {spec} not found; give an AVE Annotations.txt line or file, a "
                         "file,label,start,end CSV, or a per-second label list")
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not lines:
         raise UserError(f"truth {spec} is empty; give at least one annotation")
-    bg = classes.background
-    try:
-        if path.suffix.lower() == ".json":
+    if path.suffix.lower() == ".json":
+        try:
             labels = json.loads(text)
-            if not isinstance(labels, list):
-                raise ValueError("not a list")
-            return [classes.names.get(x, f"class {x}") if isinstance(x, int) else str(x)
-                    for x in labels]
-        if "&" in lines[0]:
-            rows = [ln.split("&") for ln in lines]
-            if any(len(r) != 5 for r in rows):
-                raise ValueError("an annotation needs 5 fields Category&ID&Quality&Start&End")
-            rows = _pick(rows, 1, truth_id, spec)
-            intervals = [(r[0], float(r[3]), float(r[4])) for r in rows]
-        elif lines[0].replace(" ", "").lower().startswith("file,label,start,end"):
-            rows = list(csv.reader(io.StringIO("\n".join(lines[1:]))))
-            rows = _pick(rows, 0, truth_id, spec)
-            intervals = [(r[1], float(r[2]), float(r[3])) for r in rows]
-        else:
-            return [ln.strip() for ln in lines]
-    except (ValueError, IndexError) as e:
-        raise UserError(f"truth {spec} could not be read ({e}); see python -m streamer.plot "
-                        "--help for the formats") from None
-    end = max([n_seconds] + [int(np.ceil(e)) for _, _, e in intervals])
-    return _per_second(intervals, end, bg)
+        except json.JSONDecodeError:
+            labels = None
+        if not isinstance(labels, list):
+            raise UserError(f"truth {spec} is not a JSON list of per-second labels")
+        return [classes.names.get(x, f"class {x}") if isinstance(x, int) else str(x)
+                for x in labels]
+    if detect_format(text) is None:
+        return lines
+    files = _pick(parse_annotations(text, spec).files, truth_id, spec)
+    events = [e for f in files for e in f.events]
+    end = max([n_seconds] + [math.ceil(e.end) for e in events])
+    bg = classes.background
+    return [bg if label == BACKGROUND else label for label in second_labels(events, 0.0, end)]
 
 
-def _pick(rows: list[list[str]], key: int, truth_id: str | None, spec: str) -> list[list[str]]:
-    ids = sorted({r[key] for r in rows})
+def _pick(files: list[AnnotatedFile], truth_id: str | None, spec: str) -> list[AnnotatedFile]:
+    """The annotated files of the one clip the truth is about."""
     if truth_id is not None:
-        rows = [r for r in rows if r[key] == truth_id or Path(r[key]).stem == truth_id]
-        if not rows:
+        files = [f for f in files if truth_id in (f.file, Path(f.file).stem)]
+        if not files:
             raise UserError(f"truth {spec} has no entry for {truth_id}; check --truth-id")
-    elif len(ids) > 1:
-        raise UserError(f"truth {spec} describes {len(ids)} clips; pick one with --truth-id ID")
-    return rows
+    elif len({f.file for f in files}) > 1:
+        raise UserError(f"truth {spec} describes {len({f.file for f in files})} clips; pick one "
+                        "with --truth-id ID")
+    return files
 
 
 def _runs(labels: Sequence[str]) -> list[tuple[str, int, int]]:

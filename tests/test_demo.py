@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from model import extract
+from model.annotations import read_annotations, segment_labels
 from model.extractors import vgg19, vggish
+from model.items import Audio
+from model.media import decode, open_media
 from streamer import demo, demo_clips
 from streamer.demo_clips import BACKGROUND, CLASSES, Clip, Part
 
@@ -66,7 +68,8 @@ def test_written_clip_and_csv_give_model_extract_the_truth(tmp_path):
     clip = Clip("c", 4.0, (Part("horn", 1, 2, "av", 0.5, 0.5), Part("bell", 2, 3, "visual"),
                           Part("bird", 3, 4, "audio")), scene=2)
     path = demo_clips.write_clip(tmp_path / "c.mp4", clip)
-    audio = extract.read_audio(path, 0.0)
+    with open_media(path) as c:
+        audio = np.concatenate([a.samples for a in decode(c) if isinstance(a, Audio)])
     rms = [float(np.sqrt(np.mean(audio[s * 16000:(s + 1) * 16000] ** 2))) for s in range(4)]
     assert rms[1] > 5 * rms[0] and rms[3] > 5 * rms[0] and rms[2] < 2 * rms[0]
     import av
@@ -81,10 +84,10 @@ def test_written_clip_and_csv_give_model_extract_the_truth(tmp_path):
 
     csv = demo_clips.write_annotations(tmp_path / "events.csv", [clip, replace(clip, name="d",
                                                                  parts=())])
-    ann = extract.read_annotations(csv)
+    ann = read_annotations(csv)
     assert ann.categories == ["horn"]
-    by_file = {s.file: s.events for s in ann.sources}
-    labels = extract.segment_labels(by_file["c.mp4"], 0.0, ann.categories)
+    by_file = {f.file: f.events for f in ann.files}
+    labels = segment_labels(by_file["c.mp4"], 0.0, ann.categories)
     assert [ann.categories[i] if i < 1 else BACKGROUND for i in labels[:4]] == clip.truths()
     assert by_file["d.mp4"] == []  # a file with no event: all background
 

@@ -14,11 +14,13 @@ import pytest
 import torch
 
 from model import extract
+from model.annotations import AnnotatedEvent, read_annotations, segment_labels
 from model.data import AVEPaths, open_dataset
 from model.errors import UserError, run_cli
 from model.extractors import Extractors, build_extractors, select_frames, vggish
 from model.extractors.audio import AudioExtractor
 from model.extractors.visual import VisualExtractor
+from model.file_features import ClipError, ClipPolicy, extract_file
 from model.recipe import FeatureRecipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +114,7 @@ def decode_all(path):
 
 def test_offline_features_equal_the_live_rule(clips, small):
     """Independent decode + select_frames + segment_feature gives the same features."""
-    ff = extract.extract_file(clips / "ten.mp4", small, extract.ClipPolicy())
+    ff = extract_file(clips / "ten.mp4", small, ClipPolicy())
     frames, samples = decode_all(clips / "ten.mp4")  # 16 kHz mono: no resampling needed
     for t in range(10):
         seg = [(ft - t, rgb) for ft, rgb in frames if t <= ft < t + 1]
@@ -125,7 +127,7 @@ def test_offline_features_equal_the_live_rule(clips, small):
 
 
 def test_odd_frame_and_sample_rates(clips, small):
-    ff = extract.extract_file(clips / "odd.mp4", small, extract.ClipPolicy())  # 12.5 fps, 8 kHz
+    ff = extract_file(clips / "odd.mp4", small, ClipPolicy())  # 12.5 fps, 8 kHz
     assert ff.visual.shape == (1, 10, 7, 7, 512) and ff.audio.shape == (1, 10, 128)
     assert np.isfinite(ff.visual).all() and np.isfinite(ff.audio).all()
     silence = small.audio(np.zeros(16000, np.float32))
@@ -133,7 +135,7 @@ def test_odd_frame_and_sample_rates(clips, small):
 
 
 def test_short_clip_is_padded_or_skipped(clips, small):
-    ff = extract.extract_file(clips / "short.mp4", small, extract.ClipPolicy())  # 4 s, 7 fps
+    ff = extract_file(clips / "short.mp4", small, ClipPolicy())  # 4 s, 7 fps
     assert ff.visual.shape == (1, 10, 7, 7, 512)
     assert any("padded" in n for n in ff.notes)
     frames, _ = decode_all(clips / "short.mp4")
@@ -144,16 +146,16 @@ def test_short_clip_is_padded_or_skipped(clips, small):
     for t in range(5, 10):  # seconds after the end of the 4 s of audio
         np.testing.assert_allclose(ff.audio[0, t], silence, rtol=1e-4, atol=1e-5)
     assert not np.allclose(ff.audio[0, 1], silence)
-    with pytest.raises(extract.ClipError, match="shorter"):
-        extract.extract_file(clips / "short.mp4", small, extract.ClipPolicy(short_clips="skip"))
+    with pytest.raises(ClipError, match="shorter"):
+        extract_file(clips / "short.mp4", small, ClipPolicy(short_clips="skip"))
 
 
 def test_long_clip_windows_or_truncate(clips, small):
-    ff = extract.extract_file(clips / "long.mp4", small, extract.ClipPolicy())  # 23 s
+    ff = extract_file(clips / "long.mp4", small, ClipPolicy())  # 23 s
     assert ff.visual.shape == (2, 10, 7, 7, 512) and ff.audio.shape == (2, 10, 128)
     np.testing.assert_array_equal(ff.starts, [0.0, 10.0])
     assert any("dropped" in n for n in ff.notes)
-    one = extract.extract_file(clips / "long.mp4", small, extract.ClipPolicy(long_clips="truncate"))
+    one = extract_file(clips / "long.mp4", small, ClipPolicy(long_clips="truncate"))
     assert one.visual.shape[0] == 1
     np.testing.assert_allclose(one.visual[0], ff.visual[0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(one.audio[0], ff.audio[0], rtol=1e-4, atol=1e-5)
@@ -161,31 +163,32 @@ def test_long_clip_windows_or_truncate(clips, small):
 
 
 def test_remainder_of_at_least_9_5_s_is_a_window(tmp_path, small):
-    ff = extract.extract_file(make_clip(tmp_path / "c.mp4", 19.75, fps=4), small,
-                              extract.ClipPolicy())
+    ff = extract_file(make_clip(tmp_path / "c.mp4", 19.75, fps=4), small,
+                              ClipPolicy())
     assert ff.visual.shape[0] == 2 and not any("dropped" in n for n in ff.notes)
 
 
 def test_no_audio_no_video_and_broken_files(clips, small):
-    with pytest.raises(extract.ClipError, match="no audio track"):
-        extract.extract_file(clips / "silent.mp4", small, extract.ClipPolicy())
-    ff = extract.extract_file(clips / "silent.mp4", small, extract.ClipPolicy(no_audio="silence"))
+    with pytest.raises(ClipError, match="no audio track"):
+        extract_file(clips / "silent.mp4", small, ClipPolicy())
+    ff = extract_file(clips / "silent.mp4", small, ClipPolicy(no_audio="silence"))
     silence = small.audio(np.zeros(16000, np.float32))
     np.testing.assert_allclose(ff.audio[0], np.tile(silence, (10, 1)), rtol=1e-4, atol=1e-5)
-    with pytest.raises(extract.ClipError, match="no video track"):
-        extract.extract_file(clips / "radio.mp4", small, extract.ClipPolicy())
-    with pytest.raises(extract.ClipError, match="cannot open"):
-        extract.extract_file(clips / "broken.mp4", small, extract.ClipPolicy())
+    with pytest.raises(ClipError, match="no video track"):
+        extract_file(clips / "radio.mp4", small, ClipPolicy())
+    with pytest.raises(ClipError, match="cannot open"):
+        extract_file(clips / "broken.mp4", small, ClipPolicy())
 
 
 # ---- annotations and labels ------------------------------------------------------------------
 
 def test_segment_labels_midpoint_rule():
     cats = ["car", "dog"]
-    events = [extract.Event("dog", 2, 5), extract.Event("car", 4.2, 6.6), extract.Event("", 0, 9)]
-    np.testing.assert_array_equal(extract.segment_labels(events, 0.0, cats),
+    events = [AnnotatedEvent("dog", 2, 5), AnnotatedEvent("car", 4.2, 6.6),
+              AnnotatedEvent("", 0, 9)]
+    np.testing.assert_array_equal(segment_labels(events, 0.0, cats),
                                   [2, 2, 1, 1, 1, 0, 0, 2, 2, 2])
-    np.testing.assert_array_equal(extract.segment_labels([extract.Event("car", 12, 15.5)], 10.0,
+    np.testing.assert_array_equal(segment_labels([AnnotatedEvent("car", 12, 15.5)], 10.0,
                                                          cats), [2, 2, 0, 0, 0, 2, 2, 2, 2, 2])
 
 
@@ -201,13 +204,13 @@ def test_csv_annotation_errors(tmp_path):
     bad = tmp_path / "a.csv"
     bad.write_text("file,label,begin,end\nx.mp4,dog,0,1\n")
     with pytest.raises(UserError, match="start"):
-        extract.read_annotations(bad)
+        read_annotations(bad)
     bad.write_text("file,label,start,end\nx.mp4,dog,3,1\n")
     with pytest.raises(UserError, match=r"a\.csv:2"):
-        extract.read_annotations(bad)
+        read_annotations(bad)
     bad.write_text("file,label,start,end,split\nx.mp4,dog,0,1,train\nx.mp4,cat,1,2,test\n")
     with pytest.raises(UserError, match="one split"):
-        extract.read_annotations(bad)
+        read_annotations(bad)
 
 
 # ---- the batch -------------------------------------------------------------------------------
@@ -335,7 +338,7 @@ def test_cli_ten_second_clip_full_size_is_deterministic(clips, tmp_path):
     assert not np.allclose(visual[0, 0], visual[0, 1])
 
     ex = build_extractors(random_weights=True, seed=0, frames_per_segment=1)
-    ff = extract.extract_file(clips / "ten.mp4", ex, extract.ClipPolicy())
+    ff = extract_file(clips / "ten.mp4", ex, ClipPolicy())
     np.testing.assert_allclose(ff.visual, visual, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ff.audio, audio, rtol=1e-5, atol=1e-6)
 

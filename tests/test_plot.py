@@ -9,6 +9,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
+from model.annotations import read_annotations, segment_labels
 from model.errors import UserError
 from streamer.palette import class_color
 from streamer.plot import Classes, main, plot_timeline, read_truth, segment_accuracy
@@ -64,6 +65,27 @@ def test_truth_formats(tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text("Bark&aaa&2&5\n")
     with pytest.raises(UserError, match="5 fields"):
+        read_truth(str(bad), 3, CLASSES)
+
+
+def test_truth_is_read_as_model_extract_reads_annotations(tmp_path):
+    """The extraction's annotations reader: columns in any order, a split column, a spreadsheet's
+    BOM, background rows, an AVE header line; the seconds are the training labels."""
+    csv = tmp_path / "truth.csv"
+    csv.write_text("\ufefflabel,split,file,start,end\nBark,test,clip.mp4,1.4,3.6\n"
+                   "background,test,clip.mp4,0,0\nHelicopter,test,clip.mp4,5.0,6.2\n",
+                   encoding="utf-8")
+    ann = read_annotations(csv)
+    ids = segment_labels(ann.files[0].events, 0.0, NAMES[:BG])
+    assert read_truth(str(csv), 10, CLASSES) == [NAMES[i] for i in ids]
+    ave = tmp_path / "Annotations.txt"
+    ave.write_text("Category&VideoID&Quality&StartTime&EndTime\nBark&aaa&good&2&5\n")
+    ids = segment_labels(read_annotations(ave).files[0].events, 0.0, NAMES[:BG])
+    assert read_truth(str(ave), 10, CLASSES) == [NAMES[i] for i in ids]
+    assert ids.tolist() == [BG, BG, 1, 1, 1, BG, BG, BG, BG, BG]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,label,start,end\nclip.mp4,Bark,3,1\n")
+    with pytest.raises(UserError, match=r"bad\.csv:2: need 0 <= start <= end"):
         read_truth(str(bad), 3, CLASSES)
 
 
