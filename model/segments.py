@@ -147,7 +147,7 @@ class ClosedSegment:
 def visual_features(segments: Sequence[ClosedSegment],
                     frame_features: FrameFeatures) -> np.ndarray:
     """(n, 7, 7, 512) float32 of segments closed without frame_features: every frame they use
-    goes through `frame_features` once, in one call."""
+    goes through `frame_features` once, in one call per frame size."""
     compute_features([s for seg in segments for s, _ in seg.picks], frame_features)
     return np.stack([mean_feature(seg.picks) for seg in segments]) if segments else \
         np.zeros((0, *VISUAL_SHAPE), np.float32)

@@ -12,7 +12,7 @@ from stream_fakes import FakeAudio, FakeVisual
 from model.data import window_for_segment
 from model.extractors.sampling import select_frames
 from model.items import Audio, Frame
-from model.segments import FrameSelector, Segmenter, segment_count
+from model.segments import FrameSelector, Segmenter, segment_count, visual_features
 from streamer.intervals import intervals
 from streamer.segmenter import LiveSegmenter
 from streamer.synthetic import Script, synthetic_source
@@ -63,6 +63,43 @@ def test_visual_feature_is_mean_of_selected_frames(fps, k):
         expected = np.mean([items[idx[j]].rgb[0, 0, 0] for j in sel])
         np.testing.assert_allclose(s.visual, expected, rtol=1e-6)
         assert s.frames == len(idx)
+
+
+@pytest.mark.parametrize("fps,k", [(30, 1), (25, 4), (7, 16), (2.5, 3)])
+def test_when_vgg19_runs_does_not_change_the_features(fps, k):
+    """On arrival, at close, or later in one batch (offline): the same segments and features,
+    here with a two-second hole in the picture and a stream that starts at 0.4 s."""
+    times = [0.4 + i / fps for i in range(math.ceil(6 * fps)) if not 2 <= 0.4 + i / fps < 4]
+    items = [frame(t, i % 251) for i, t in enumerate(times)]
+    items.append(Audio(0.0, np.random.default_rng(k).uniform(-1, 1, 7 * RATE).astype(np.float32),
+                       RATE))
+    live = run_all(Segmenter(index_features, k), items)
+    at_close = run_all(Segmenter(index_features, k, incremental=False), items)
+    offline = run_all(Segmenter(None, k), items)
+    assert [s.index for s in offline] == [s.index for s in live] == list(range(len(live)))
+    assert len(live) >= 6
+    assert all(s.visual is None for s in offline)
+    batched = visual_features(offline, index_features)
+    for a, b, c, v in zip(live, at_close, offline, batched, strict=True):
+        np.testing.assert_array_equal(a.visual, b.visual)
+        np.testing.assert_allclose(v, a.visual, rtol=1e-6)
+        np.testing.assert_array_equal(c.audio, a.audio)
+        assert a.missing == c.missing
+
+
+def test_finish_pads_to_a_minimum_count_with_the_last_frame_and_silence():
+    items = [frame(i / 4, i) for i in range(13)]  # 4 fps to 3.0 s: the video ends at 3.25 s
+    items.append(Audio(0.0, np.ones(int(3.25 * RATE), np.float32), RATE))
+    assert len(run_all(Segmenter(index_features, 1), items)) == segment_count(3.25) == 3
+    seg = Segmenter(index_features, 1)
+    out = [s for it in items for s in seg.push(it)] + seg.finish(min_count=10)
+    assert [s.index for s in out] == list(range(10))
+    assert out[3].partial and out[3].end == 3.25 and out[3].missing == ()
+    assert out[3].audio[:RATE // 4].all() and not out[3].audio[RATE // 4:].any()
+    np.testing.assert_allclose(out[3].visual, 12.0)  # its one frame, at 3.0 s
+    for s in out[4:]:  # past the data: the last frame held, silence
+        assert s.missing == ("video", "audio") and not s.partial and not s.audio.any()
+        np.testing.assert_allclose(s.visual, 12.0)
 
 
 def test_each_selected_frame_is_computed_once_as_it_arrives():
