@@ -3,6 +3,10 @@
     ff = extract_file(Path("clip.mp4"), build_extractors(...), ClipPolicy())
     ff.audio, ff.visual       # (W, 10, 128), (W, 10, 7, 7, 512) float32
     ff.starts, ff.notes       # window starts in seconds, what was padded or dropped
+    cut = Cut()               # decode and cut only, the networks run elsewhere (extract_ray):
+    for window in cut_windows(Path("clip.mp4"), 16, ClipPolicy(), cut=cut):
+        ...                   # 10 ClosedSegments; their `picks` are the frames for VGG19
+    cut.duration, cut.notes   # once the windows are exhausted
 
 The file is cut exactly as a live replay of it is: `model.media.decode` gives the stamped items
 and `model.segments.Segmenter` the segments (frames chosen by `select_frames`, a segment with no
@@ -21,7 +25,8 @@ RGB. Clip policy (`ClipPolicy`, the model.extract flags):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -69,9 +74,31 @@ def window_features(window: list[ClosedSegment], ex: Extractors) -> tuple[np.nda
     return audio, visual_features(window, ex.visual.frame_features)
 
 
+@dataclass
+class Cut:
+    """What cutting a file found besides its windows, set once `cut_windows` is exhausted."""
+
+    duration: float = 0.0  # seconds of data (the video's end)
+    notes: list[str] = field(default_factory=list)
+
+
 def extract_file(path: Path, ex: Extractors, policy: ClipPolicy,
                  max_windows: int | None = None) -> FileFeatures:
     """Features of every window of one file (see the module docstring for the rules)."""
+    cut = Cut()
+    windows = [window_features(w, ex) for w in
+               cut_windows(path, ex.recipe.frames_per_segment, policy, max_windows, cut)]
+    audio, visual = (np.stack(x).astype(np.float32) for x in zip(*windows, strict=True))
+    return FileFeatures(audio, visual, np.arange(len(windows), dtype=np.float64) * SEGMENTS,
+                        cut.duration, cut.notes)
+
+
+def cut_windows(path: Path, k: int, policy: ClipPolicy, max_windows: int | None = None,
+                cut: Cut | None = None) -> Iterator[list[ClosedSegment]]:
+    """The file's windows of 10 closed segments, in order, decoded and cut with no network pass:
+    each segment carries its `picks` (k frames a second chosen for VGG19, as (224, 224, 3) RGB).
+    `cut` gets the duration and notes when the generator is exhausted. ClipError: no clip."""
+    cut = cut if cut is not None else Cut()
     try:
         container = open_media(path)
     except UserError as e:
@@ -84,21 +111,23 @@ def extract_file(path: Path, ex: Extractors, policy: ClipPolicy,
             raise ClipError("no audio track (use --no-audio silence to extract it with silence)")
         if max_windows is None and policy.long_clips == "truncate":
             max_windows = 1
-        seg = Segmenter(None, ex.recipe.frames_per_segment,
-                        kinds=(VIDEO, AUDIO) if has_audio else (VIDEO,))
+        seg = Segmenter(None, k, kinds=(VIDEO, AUDIO) if has_audio else (VIDEO,))
         closed: list[ClosedSegment] = []
-        windows: list[tuple[np.ndarray, np.ndarray]] = []
+        n = 0  # windows given
 
-        def take_windows() -> None:
-            while len(closed) >= SEGMENTS and len(windows) != max_windows:
-                windows.append(window_features(closed[:SEGMENTS], ex))
+        def take_windows() -> Iterator[list[ClosedSegment]]:
+            nonlocal n
+            while len(closed) >= SEGMENTS and n != max_windows:
+                window = closed[:SEGMENTS]
                 del closed[:SEGMENTS]
+                n += 1
+                yield window
 
         try:
             for item in decode(container, rgb=vgg_rgb, lazy=True):
                 closed.extend(seg.push(item))
-                take_windows()
-                if len(windows) == max_windows:
+                yield from take_windows()
+                if n == max_windows:
                     break
         except DecodeError as e:
             raise ClipError(str(e)) from None
@@ -106,20 +135,18 @@ def extract_file(path: Path, ex: Extractors, policy: ClipPolicy,
         raise ClipError("no decodable video frames")
     duration = seg.data_end()
     notes = [] if has_audio else ["no audio track: silent audio"]
-    if len(windows) != max_windows:  # the end of the file, not the window limit
-        short = not windows and segment_count(duration) < SEGMENTS
+    if n != max_windows:  # the end of the file, not the window limit
+        short = n == 0 and segment_count(duration) < SEGMENTS
         if short and policy.short_clips == "skip":
             raise ClipError(f"shorter than {MIN_WINDOW_SECONDS} s ({duration:.2f} s; use "
                             "--short-clips pad to pad it)")
         closed.extend(seg.finish(min_count=SEGMENTS if short else 0))
-        take_windows()
-        remainder = duration - len(windows) * SEGMENTS
+        yield from take_windows()
+        remainder = duration - n * SEGMENTS
         if short:
             notes.append(f"{duration:.2f} s clip padded to 10 s (last frame held, silence)")
         elif remainder > DROP_NOTE_SECONDS:
             notes.append(f"last {remainder:.2f} s dropped (not a whole 10-s window)")
-    if len(windows) > 1:
-        notes.append(f"{duration:.2f} s -> {len(windows)} windows of 10 s")
-    audio, visual = (np.stack(x).astype(np.float32) for x in zip(*windows, strict=True))
-    return FileFeatures(audio, visual, np.arange(len(windows), dtype=np.float64) * SEGMENTS,
-                        duration, notes)
+    if n > 1:
+        notes.append(f"{duration:.2f} s -> {n} windows of 10 s")
+    cut.duration, cut.notes = duration, notes
