@@ -109,11 +109,23 @@ def glob_escape(name: str) -> str:
     return re.sub(r"([\[\]*?])", r"[\1]", name)
 
 
-def run(videos: Path, annotations: Path, out: Path, ex: Extractors,
-        policy: ClipPolicy | None = None, split_seed: int = 0,
-        categories_file: Path | None = None, limit: int | None = None,
-        progress: bool = False) -> ExtractSummary:
-    """Extract every annotated file (resumable), then write the AVE-format dataset."""
+@dataclass
+class Job:
+    """What one run extracts: the annotated files (after --limit), their clip policy, the cache."""
+
+    videos: Path
+    out: Path
+    ann: Annotations
+    files: list[AnnotatedFile]
+    policy: ClipPolicy
+    cache: FeatureCache
+
+
+def plan(videos: Path, annotations: Path, out: Path, recipe: FeatureRecipe,
+         policy: ClipPolicy | None = None, categories_file: Path | None = None,
+         limit: int | None = None) -> Job:
+    """Check the inputs, read the annotations, open the per-file cache (refusing other
+    settings): what `run` and `model.extract_ray.run_ray` both start from."""
     if not videos.is_dir():
         raise UserError(f"videos folder {videos} not found: pass --videos DIR")
     ann = read_annotations(annotations, categories_file)
@@ -121,37 +133,65 @@ def run(videos: Path, annotations: Path, out: Path, ex: Extractors,
     policy = policy or ClipPolicy()
     if ann.format == "ave":  # AVE clips are 10 s: the first window of each file
         policy = ClipPolicy("truncate", policy.short_clips, policy.no_audio)
-    cache = FeatureCache(out / "clips", ex.recipe, asdict(policy))
+    return Job(videos, out, ann, files, policy,
+               FeatureCache(out / "clips", recipe, asdict(policy)))
+
+
+def run(videos: Path, annotations: Path, out: Path, ex: Extractors,
+        policy: ClipPolicy | None = None, split_seed: int = 0,
+        categories_file: Path | None = None, limit: int | None = None,
+        progress: bool = False) -> ExtractSummary:
+    """Extract every annotated file (resumable), then write the AVE-format dataset."""
+    job = plan(videos, annotations, out, ex.recipe, policy, categories_file, limit)
     summary = ExtractSummary()
-    done: list[int] = []  # indices into files, in order
-    bar = _progress(progress, len(files))
-    for i, f in enumerate(files):
+    bar = _progress(progress, len(job.files))
+    for f in job.files:
         try:
-            if cache.has(f.file):
+            if job.cache.has(f.file):
                 summary.cached += 1
             else:
-                cache.save(f.file, extract_file(find_video(videos, f.file, ann.format), ex,
-                                                policy))
-            notes = cache.notes(f.file)
-            if notes:
-                summary.notes[f.file] = notes
-            done.append(i)
-            summary.files_ok += 1
+                job.cache.save(f.file, extract_file(find_video(videos, f.file, job.ann.format),
+                                                    ex, job.policy))
         except ClipError as e:
             summary.failed[f.file] = str(e)
         except Exception as e:  # one broken file must never stop the batch
-            summary.failed[f.file] = f"{type(e).__name__}: {short_error(e)}"
+            summary.failed[f.file] = failure(e)
         if bar is not None:
             bar[0].update(bar[1], advance=1, description=f.file[-40:])
     if bar is not None:
         bar[0].stop()
+    return finish(job, summary, ex.recipe, split_seed)
+
+
+def failure(e: Exception) -> str:
+    """How an unexpected error of one file is reported in the summary."""
+    return f"{type(e).__name__}: {short_error(e)}"
+
+
+def finish(job: Job, summary: ExtractSummary, recipe: FeatureRecipe,
+           split_seed: int) -> ExtractSummary:
+    """Once every file of the job is in the cache or in `summary.failed`: the notes, the
+    AVE-format dataset (in the annotations' order) and extract_summary.json."""
+    done: list[int] = []  # indices into files, in order
+    for i, f in enumerate(job.files):
+        if f.file in summary.failed:
+            continue
+        try:
+            notes = job.cache.notes(f.file)
+        except Exception as e:  # an unreadable cache entry fails its file, not the batch
+            summary.failed[f.file] = failure(e)
+            continue
+        if notes:
+            summary.notes[f.file] = notes
+        done.append(i)
+    summary.files_ok = len(done)
     if not done:
         first = next(iter(summary.failed.items()), ("", "no files"))
         raise UserError(f"no clip could be extracted ({len(summary.failed)} failed, e.g. "
                         f"{first[0]}: {first[1]}); check --videos and the annotations")
-    summary.clips, summary.warnings = assemble(out, ann, files, done, cache, ex.recipe,
-                                               split_seed)
-    write_summary(out, summary, ex.recipe)
+    summary.clips, summary.warnings = assemble(job.out, job.ann, job.files, done, job.cache,
+                                               recipe, split_seed)
+    write_summary(job.out, summary, recipe)
     return summary
 
 
