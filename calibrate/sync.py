@@ -7,9 +7,10 @@
 Prints the offset in ms (positive when the audio arrives later than the video), a confidence
 (0..1) and the number of events used; a recording with too few events or no clear alignment
 gets a message saying what to do instead, and exit code 2. --save records it in the calibration
-file (calibrate.store) under this camera + microphone (or file), and main.py then applies it
+file (streamer.offsets) under this camera + microphone (or file), and main.py then applies it
 whenever --av-offset is not given. The frames and audio come from the streamer's own sources
-(the same timestamps the live pipeline cuts by); the method is in calibrate/avsync.py.
+(streamer.app.open_source: the same timestamps the live pipeline cuts by); no model is loaded.
+The method is in calibrate/avsync.py.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from calibrate.avsync import SyncOptions, SyncResult, brightening, estimate_offset, grey
-from calibrate.store import config_path, save_offset, source_key
 from model.errors import UserError, run_cli
 from model.extractors.vggish_frontend import SAMPLE_RATE
+from model.limits import check_positive
 from streamer.clock import Clock
+from streamer.offsets import config_path, save_offset, source_key
+from streamer.options import AppOptions
 from streamer.sources import END, Audio, Frame, Source
 
 LIVE_SECONDS = 15.0
@@ -98,7 +101,7 @@ def measure(rec: Recording, opts: SyncOptions | None = None) -> SyncResult:
 
 def open_capture(args: argparse.Namespace) -> tuple[Source, str]:
     """The streamer's own source for the setup, and the key its offset is saved under."""
-    from streamer.app import AppOptions, open_source
+    from streamer.app import open_source
 
     if args.replay is not None:
         source = open_source(AppOptions(source="replay", replay=args.replay, fast=True))
@@ -129,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.mic is not None and args.camera is None:
         raise UserError("--mic goes with --camera; a replayed file brings its own sound")
-    if args.seconds is not None and args.seconds <= 0:
-        raise UserError(f"--seconds must be positive, got {args.seconds}")
+    check_positive("--seconds", args.seconds)
     if not 0 < args.max_lag_ms <= 5000:
         raise UserError(f"--max-lag-ms must be in (0, 5000], got {args.max_lag_ms}")
     if args.min_events < 1:

@@ -1,6 +1,6 @@
 """The detector: one model call per closed segment over the 10-segment window, softmax, lookahead.
 
-    det = Detector(eager_backend(net), class_names, lookahead=2, temperature=1.3)
+    det = Detector(live_backend("eager", net), class_names, lookahead=2, temperature=1.3)
     for p in det.push(audio_feature, visual_feature):   # (128,), (7, 7, 512)
         print(p.segment, p.label, p.confidence)
     for p in det.flush(): ...                            # end of stream
@@ -10,79 +10,27 @@ position 9 - k), giving the backward RNNs k seconds of future context for k seco
 At the end of the stream the k segments still unlabelled are labelled from the last window
 (position 9 - (n - 1 - j)), as model.data.window_for_segment does; their record's `lookahead`
 says how much future they really had. Probabilities are softmax(logits / T), T the checkpoint's
-calibrated temperature (1 without one).
+calibrated temperature (1 without one). The backend is a model.backends WindowBackend (any
+backend, eager included): it takes the window's arrays and gives float32 CPU tensors.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from model.calibration import softmax
-from model.data import SEGMENTS
 from model.errors import UserError
-from model.recipe import FeatureRecipe
+from model.layout import SEGMENTS
+from model.limits import check_lookahead
 from streamer.window import Window
 
-# (audio (B, 10, 128), visual (B, 10, 7, 7, 512)) float32 tensors -> logits (B, 10, C),
-# or (logits, attention (B, 10, 7, 7) | None)
-Backend = Callable[[torch.Tensor, torch.Tensor], torch.Tensor | tuple[torch.Tensor, ...]]
-BACKENDS = ("eager",)  # more come from model.backends when it is installed
-
-
-def eager_backend(model: nn.Module, device: str = "cpu") -> Backend:
-    """Plain PyTorch: the model in eval mode under inference_mode, with its attention map."""
-    model = model.to(device).eval()
-
-    @torch.inference_mode()
-    def run(audio: torch.Tensor, visual: torch.Tensor):
-        return model(audio, visual, return_attention=True)
-
-    return run
-
-
-def make_backend(name: str, model: nn.Module, device: str = "cpu", precision: str = "fp32",
-                 meta: dict | None = None) -> Backend:
-    """`eager` in fp32, or what model.backends.build_backend builds (compile, tensorrt, auto,
-    other precisions). A precision the checkpoint's precision check (meta["precision"], python
-    -m calibrate.precision) found to lose accuracy on this device type is refused."""
-    from calibrate.policy import check_allowed
-
-    note = check_allowed(meta, precision, device)
-    if note is not None:
-        print(f"note: {note}", file=sys.stderr)
-    if name == "eager" and precision == "fp32":
-        return eager_backend(model, device)
-    try:
-        from model.backends import build_backend
-    except ImportError:
-        raise UserError(f"backend {name!r} in {precision} is not available in this install; "
-                        "use --backend eager") from None
-    return build_backend(name, model, device, precision, attention=True)
-
-
-def available_backends() -> list[str]:
-    try:
-        from model import backends
-    except ImportError:
-        return list(BACKENDS)
-    names = getattr(backends, "BACKENDS", BACKENDS)
-    return list(dict.fromkeys([*BACKENDS, *names]))
-
-
-def check_recipe(trained: FeatureRecipe, live: FeatureRecipe, what: str) -> list[str]:
-    """Strict disagreements -> UserError; tolerated ones come back as note lines."""
-    bad = trained.mismatches(live)
-    if bad:
-        raise UserError(f"{what} was trained on features of another recipe ({'; '.join(bad)}); "
-                        "run with the extractor weights and preprocessing it was trained on")
-    return trained.notes(live)
+if TYPE_CHECKING:
+    from model.backends.build import WindowBackend
 
 
 @dataclass(frozen=True)
@@ -99,12 +47,10 @@ class Prediction:
 
 
 class Detector:
-    def __init__(self, backend: Backend, class_names: Sequence[str], lookahead: int = 0,
-                 temperature: float = 1.0, device: str = "cpu", pad: str = "repeat-first") -> None:
-        if not 0 <= lookahead < SEGMENTS:
-            raise UserError(f"--lookahead must be in 0..{SEGMENTS - 1}, got {lookahead}")
+    def __init__(self, backend: WindowBackend, class_names: Sequence[str], lookahead: int = 0,
+                 temperature: float = 1.0, pad: str = "repeat-first") -> None:
         self.backend, self.class_names = backend, list(class_names)
-        self.lookahead, self.temperature, self.device = lookahead, temperature, device
+        self.lookahead, self.temperature = check_lookahead(lookahead), temperature
         self.window = Window(SEGMENTS, pad)
         self._probs: np.ndarray | None = None  # (10, C) of the last call
         self._attn: np.ndarray | None = None  # (10, 7, 7)
@@ -114,18 +60,16 @@ class Detector:
 
     def _call(self) -> None:
         audio, visual = self.window.arrays()  # (10, 128), (10, 7, 7, 512)
-        a = torch.from_numpy(audio)[None].to(self.device)  # (1, 10, 128)
-        v = torch.from_numpy(visual)[None].to(self.device)  # (1, 10, 7, 7, 512)
         t0 = time.perf_counter()
-        out = self.backend(a, v)
+        out = self.backend(audio[None], visual[None])  # (1, 10, C) or ((1, 10, C), attention)
         logits, attn = (out[0], out[1]) if isinstance(out, tuple) else (out, None)
-        logits = logits[0].float().cpu().numpy()  # (10, C)
+        logits = np.asarray(logits[0], np.float32)  # (10, C)
         self._model_ms = (time.perf_counter() - t0) * 1000
         if logits.shape[-1] != len(self.class_names):
             raise UserError(f"the model gives {logits.shape[-1]} classes but the checkpoint names "
                             f"{len(self.class_names)}; the checkpoint is inconsistent, re-save it")
         self._probs = softmax(logits, self.temperature)
-        self._attn = None if attn is None else attn[0].float().cpu().numpy()  # (10, 7, 7)
+        self._attn = None if attn is None else np.asarray(attn[0], np.float32)  # (10, 7, 7)
         self._warmup = self.window.padded > 0
 
     def _predict(self, j: int) -> Prediction:

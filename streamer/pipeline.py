@@ -7,6 +7,8 @@
     summary = pipe.run()          # blocks until end of stream, --duration, stop() or Ctrl+C
     print(summary.line())
 
+(streamer.runtime.assemble builds one from a loaded runtime and a source.)
+
 Threads: the source's capture threads (or PortAudio's callback) only capture; one compute thread
 segments, extracts, runs the model and calls the sinks, in segment order; the calling thread
 waits (so Ctrl+C lands there), then joins everything and closes the sinks. However the stream
@@ -25,9 +27,11 @@ from typing import Protocol
 
 import numpy as np
 
+from model.provenance import Provenance
+from model.segments import ClosedSegment, rms_db
 from streamer.clock import Clock
 from streamer.detector import Detector, Prediction
-from streamer.segmenter import ClosedSegment, Segmenter, rms_db
+from streamer.segmenter import LiveSegmenter
 from streamer.sinks import Sink
 from streamer.sources import AUDIO, KINDS, VIDEO, Audio, EndOfStream, Frame, Source
 
@@ -41,8 +45,7 @@ class PipelineOptions:
     av_offset: float = 0.0  # seconds the audio lags the picture
     duration: float | None = None  # stream seconds, then stop
     grace: float = 0.5  # live: close a segment this long after its end whatever has arrived
-    untrained: bool = False  # random JCA weights: every record says so
-    random_features: bool = False  # random extractor weights: every record says so
+    provenance: Provenance = Provenance.TRAINED  # every record says so (its two fields)
     incremental: bool = True  # VGG19 per selected frame on arrival (False: all at close)
 
 
@@ -61,8 +64,7 @@ class Summary:
     wall_s: float = 0.0
     stream_s: float = 0.0  # end of the last segment
     interrupted: bool = False
-    untrained: bool = False
-    random_features: bool = False
+    provenance: Provenance = Provenance.TRAINED
     error: BaseException | None = None
 
     def p(self, stage: str, q: float) -> float:
@@ -73,11 +75,8 @@ class Summary:
         text = (f"{self.segments} segments ({self.stream_s:.1f} s of stream in {self.wall_s:.1f} s)"
                 f", drops: {drops}, latency p50 {self.p('total', 50):.0f} ms"
                 f" / p95 {self.p('total', 95):.0f} ms")
-        if self.untrained:
-            text += "  [UNTRAINED: random weights, labels are meaningless]"
-        elif self.random_features:
-            text += ("  [RANDOM FEATURES: extractor weights are random; labels hold only for a "
-                     "model trained on these same random features]")
+        if self.provenance.tag:
+            text += f"  [{self.provenance.tag}: {self.provenance.reason}]"
         return text
 
     def to_dict(self) -> dict[str, object]:
@@ -88,8 +87,7 @@ class Summary:
                            for s in STAGES},
             "frame_ms_p50": round(percentile(self.frame_ms, 50), 2),
             "sink_ms_p50": round(percentile(self.sink_ms, 50), 3),
-            "interrupted": self.interrupted, "untrained": self.untrained,
-            "random_features": self.random_features,
+            "interrupted": self.interrupted, **self.provenance.fields(),
             "error": None if self.error is None else str(self.error),
         }
 
@@ -112,13 +110,12 @@ class Pipeline:
         self.sinks = list(sinks)
         self.taps = list(taps)
         self.options = options or PipelineOptions()
-        self.segmenter = Segmenter(frame_features, self.options.frames_per_segment,
-                                   kinds=source.kinds, av_offset=self.options.av_offset,
-                                   grace=self.options.grace,
-                                   incremental=self.options.incremental)
+        self.segmenter = LiveSegmenter(frame_features, self.options.frames_per_segment,
+                                       kinds=source.kinds, av_offset=self.options.av_offset,
+                                       grace=self.options.grace,
+                                       incremental=self.options.incremental)
         self.clock = Clock()
-        self.summary = Summary(untrained=self.options.untrained,
-                               random_features=self.options.random_features)
+        self.summary = Summary(provenance=self.options.provenance)
         self._stop = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -129,8 +126,7 @@ class Pipeline:
         self._status: dict[str, object] = {
             "source": source.name, "device": "cpu", "backend": "eager", "checkpoint": None,
             **(info or {}),
-            "untrained": self.options.untrained,
-            "random_features": self.options.random_features,
+            **self.options.provenance.fields(),
             "frames_per_segment": self.options.frames_per_segment,
             "lookahead": detector.lookahead, "audio_level_db": -120.0, "video_fps": 0.0,
             "segments": 0,
@@ -260,8 +256,7 @@ class Pipeline:
             "probs": [float(x) for x in p.probs], "lookahead": p.lookahead,
             "warmup": p.warmup, "latency_ms": {},
             "missing": list(seg.missing), "partial": seg.partial,
-            "untrained": self.options.untrained,
-            "random_features": self.options.random_features,
+            **self.options.provenance.fields(),
             "audio_rms_db": round(seg.audio_rms_db, 1),
             "video_fps": self._status["video_fps"], "drops": self.source.drops,
             "frames": seg.frames,

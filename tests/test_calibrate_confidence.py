@@ -20,7 +20,8 @@ from model.metrics import event_f1, expected_calibration_error
 from model.protocol import TrainOptions
 from model.synthetic import make_dataset
 from model.train import train
-from streamer.app import AppOptions, load_model
+from streamer.options import AppOptions
+from streamer.runtime import load_model
 
 TINY = (("hidden", 8), ("embed", 16), ("joint_hidden", 8), ("joint_embed", 16),
         ("attn_hidden", 8), ("attn_dim", 8), ("mlp_hidden", 16), ("layers", 2))

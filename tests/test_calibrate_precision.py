@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from calibrate import precision
-from calibrate.policy import check_allowed
+from model.calibration import check_precision_allowed as check_allowed
 from model.checkpoint import read_checkpoint, save_checkpoint
 from model.config import preset
 from model.data import AVEPaths, open_dataset
@@ -17,7 +17,8 @@ from model.errors import UserError
 from model.network import JCANet
 from model.synthetic import make_dataset
 from model.train import predict
-from streamer.detector import make_backend
+from streamer.options import AppOptions
+from streamer.runtime import load_runtime
 
 SMALL = dict(hidden=16, embed=32, attn_hidden=16, attn_dim=16, joint_hidden=16, joint_embed=32,
              mlp_hidden=16, layers=2)
@@ -51,12 +52,16 @@ def test_check_allowed_rule():
     assert "never compared" in check_allowed(meta, "fp16", "cuda")  # measured on the CPU only
 
 
-def test_streamer_backend_refuses_a_precision_marked_not_allowed():
+def test_the_runtime_refuses_a_precision_marked_not_allowed(tmp_path):
+    """main.py with --precision bf16 on a checkpoint whose check found bf16 losing accuracy:
+    one line, before the extractors load."""
     net = JCANet(preset("paper", num_classes=4, **SMALL))
     meta = entry(["fp32"], {"bf16": {"delta_points": -0.8, "allowed": False}})
-    with pytest.raises(UserError, match="bf16 is not allowed"):
-        make_backend("eager", net, "cpu", precision="bf16", meta=meta)
-    make_backend("eager", net, "cpu", meta=meta)  # fp32 always runs
+    save_checkpoint(tmp_path / "m.pt", net, ["a", "b", "c", "background"], None, meta=meta)
+    opts = AppOptions(source="synthetic", checkpoint=str(tmp_path / "m.pt"), device="cpu",
+                      precision="bf16")
+    with pytest.raises(UserError, match=r"^precision bf16 is not allowed for this model on cpu"):
+        load_runtime(opts)
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calibrate import avsync, store, sync
+from calibrate import avsync, sync
 from calibrate.pattern import FlashClick
 from model.errors import UserError
-from streamer.app import AppOptions, open_source, resolve_av_offset
+from streamer import offsets as store
+from streamer.app import open_source, resolve_av_offset
+from streamer.options import AppOptions
 from streamer.synthetic import write_media
 
 ROOT = Path(__file__).resolve().parents[1]

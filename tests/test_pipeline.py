@@ -14,15 +14,19 @@ import pytest
 import torch
 from stream_fakes import CLASSES, FakeAudio, FakeVisual, fake_extractors, tiny_model
 
+from model.backends import live_backend
 from model.calibration import calibrated_temperature, softmax
 from model.data import window_for_segment
 from model.errors import UserError
-from model.extract import ClipPolicy, extract_file
-from streamer.detector import Detector, eager_backend
+from model.file_features import ClipPolicy, extract_file
+from model.inference import InferenceModel
+from model.provenance import Provenance
+from model.segments import segment_count
+from streamer.detector import Detector
 from streamer.intervals import intervals
 from streamer.pipeline import Pipeline, PipelineOptions
 from streamer.replay import DecodeError, replay_source
-from streamer.segmenter import segment_count
+from streamer.runtime import Runtime, assemble
 from streamer.sinks import EventLog, JsonlLog
 from streamer.sources import Audio, Frame, Source, ThreadProducer
 from streamer.synthetic import Script, synthetic_source, write_media
@@ -56,7 +60,7 @@ class RecordingDetector(Detector):
 
 def make_pipeline(source, k=2, lookahead=0, sinks=(), model=None, info=None, **opts):
     model = model if model is not None else tiny_model()
-    det = RecordingDetector(eager_backend(model), CLASSES, lookahead=lookahead)
+    det = RecordingDetector(live_backend("eager", model), CLASSES, lookahead=lookahead)
     sink = ListSink()
     pipe = Pipeline(source, FakeVisual().frame_features, FakeAudio(), det,
                     sinks=[*sinks, sink], options=PipelineOptions(frames_per_segment=k, **opts),
@@ -162,7 +166,7 @@ def test_log_events_and_untrained_flags(tmp_path):
     src = synthetic_source(Script.demo(12.0), fast=True)
     sinks = [JsonlLog(log), EventLog(events, min_event=1, min_gap=2, background="background",
                                      untrained=True), reader]
-    pipe, sink = make_pipeline(src, sinks=sinks, untrained=True)
+    pipe, sink = make_pipeline(src, sinks=sinks, provenance=Provenance.UNTRAINED)
     assert pipe.run().error is None
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert seen_on_disk == list(range(1, 13))
@@ -259,7 +263,7 @@ def test_real_time_replay_behind_drops_oldest_and_keeps_the_segment_rule(tmp_pat
         return fake.frame_features(rgb)
 
     src = replay_source(path, fast=False, capacity={"video": 8, "audio": 8})
-    det = Detector(eager_backend(tiny_model()), CLASSES)
+    det = Detector(live_backend("eager", tiny_model()), CLASSES)
     sink = ListSink()
     summary = Pipeline(src, slow_features, FakeAudio(), det, [sink],
                        PipelineOptions(frames_per_segment=8)).run()
@@ -321,3 +325,32 @@ def test_temperature_and_class_count_checks():
     det = Detector(lambda a, v: logits, CLASSES[:3])
     with pytest.raises(UserError, match="4 classes"):
         det.push(np.zeros(128, np.float32), np.zeros((7, 7, 512), np.float32))
+
+
+def fake_runtime(k: int = 2, temperature: float = 1.0) -> Runtime:
+    model = InferenceModel(tiny_model(), CLASSES, None, temperature, 0.0, Provenance.UNTRAINED,
+                           "tiny")
+    return Runtime(model, FakeVisual().frame_features, FakeAudio(),
+                   live_backend("eager", model.net), "cpu", k, Provenance.UNTRAINED)
+
+
+def test_one_runtime_assembles_many_streams():
+    """Loaded once, assembled with any source and sinks: two streams of one runtime label
+    exactly as a pipeline built by hand, and say so in their status and records."""
+    rt = fake_runtime(temperature=1.3)
+    runs = []
+    for lookahead in (0, 2):
+        sink = ListSink()
+        pipe = assemble(rt, synthetic_source(Script.demo(4.0), fast=True), [sink],
+                        lookahead=lookahead)
+        assert pipe.run().error is None
+        assert pipe.status()["backend"] == "eager" and pipe.status()["checkpoint"] == "tiny"
+        runs.append(sink.records)
+    by_hand, ref = make_pipeline(synthetic_source(Script.demo(4.0), fast=True), k=2)
+    by_hand.detector.temperature = 1.3
+    by_hand.run()
+    assert [r["segment"] for r in runs[1]] == [0, 1, 2, 3]
+    assert [r["lookahead"] for r in runs[1]] == [2, 2, 1, 0]
+    assert all(r["untrained"] is True and r["random_features"] is True for r in runs[0])
+    for mine, want in zip(runs[0], ref.records, strict=True):
+        np.testing.assert_allclose(mine["probs"], want["probs"], rtol=0, atol=1e-12)

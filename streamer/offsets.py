@@ -1,13 +1,14 @@
 """Where measured A/V offsets live between runs: one small JSON file per user.
 
-    save_offset(source_key(source.name), result)      # python -m calibrate.sync --save
+    save_offset(source_key(source.name), offset_ms, confidence, events)   # calibrate.sync --save
     saved = load_offset(source_key(source.name))      # main.py, when --av-offset is not given
     saved.offset_ms if saved else 0.0
 
 The file is $JCA_LIVE_CONFIG if set, else $XDG_CONFIG_HOME/jca-live/calibration.json (default
 ~/.config/jca-live/calibration.json). Offsets are keyed by capture setup: the streamer's source
 name for a camera ("camera:0 + mic:USB Audio", the microphone by its device name) and the
-absolute path for a replayed file. Written atomically (temporary file + rename).
+absolute path for a replayed file (the streamer owns the store because it names its sources;
+calibrate.sync writes it). Written atomically (model.files).
 
     {"version": 1, "av_offset": {"camera:0 + mic:USB Audio": {"offset_ms": 83.2,
      "confidence": 0.91, "events": 8, "frame_ms": 33.3, "measured": "2025-01-01T12:00:00Z"}}}
@@ -17,12 +18,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from model.errors import UserError
+from model.files import atomic_write_text
 
 ENV = "JCA_LIVE_CONFIG"
 VERSION = 1
@@ -90,16 +91,9 @@ def save_offset(key: str, offset_ms: float, confidence: float, events: int,
         "offset_ms": round(float(offset_ms), 2), "confidence": round(float(confidence), 4),
         "events": int(events), "frame_ms": None if frame_ms is None else round(frame_ms, 3),
         "measured": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    tmp: str | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(data, indent=2) + "\n")
     except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         raise UserError(f"cannot write the calibration file {path} ({e.strerror}); set "
                         f"{ENV} to a writable file path") from None
     return path
