@@ -8,13 +8,14 @@
         --compare frames backends
     python -m benchmarks.latency --synthetic --random-weights --device cuda --streams 50 100 150
 
-Takes main.py's source and model flags and runs the real pipeline (streamer.app.build's
-extractors, model and backend; streamer.pipeline.Pipeline) on a replayed file or a synthetic
-stream, paced in real time (default, --realtime) or as fast as it goes (--fast). Reports, per
-stage, p50 / p95 / p99 / max latency (benchmarks/latency_run.py says what each stage is), the
-segment-close -> label latency, the real-time factor (compute time per second of stream), drops,
-and the device, backend, precision and frames per segment used. Writes JSON (--json), a
-markdown table (stdout and --markdown) and a PNG of the stage distributions (--png).
+Takes main.py's source and model flags and runs the real pipeline (main.py's runtime,
+streamer.runtime.load_runtime, assembled with each run's source: streamer.runtime.assemble) on a
+replayed file or a synthetic stream, paced in real time (default, --realtime) or as fast as it
+goes (--fast). Reports, per stage, p50 / p95 / p99 / max latency (benchmarks/latency_run.py
+says what each stage is), the segment-close -> label latency, the real-time factor (compute time
+per second of stream), drops, and the device, backend, precision and frames per segment used.
+Writes JSON (--json), a markdown table (stdout and --markdown) and a PNG of the stage
+distributions (--png).
 
 Comparisons (--compare, each variant --compare-seconds long, in the main run's mode, repeated
 --repeat times interleaved; ratios are variant / baseline within the same repeat):
@@ -45,9 +46,9 @@ import torch
 from benchmarks.latency_report import markdown, plot
 from benchmarks.latency_run import Parts, RunSpec, measure
 from benchmarks.latency_streams import run_streams
-from main import add_source_and_model_args, app_options
 from model.errors import UserError, run_cli
-from streamer.app import CPU_FRAMES, GPU_FRAMES
+from model.limits import check_frames_per_segment, check_positive
+from streamer.options import CPU_FRAMES, GPU_FRAMES, add_source_and_model_args, app_options
 
 COMPARISONS = ("incremental", "backends", "frames")
 FRAMES = (1, 2, 4, 8, 16)
@@ -93,15 +94,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "use --replay FILE or --synthetic instead of --camera")
     if a.fast and a.realtime:
         raise UserError("--fast and --realtime exclude each other: pick one")
-    for name in ("compare_seconds", "streams_seconds"):
-        if getattr(a, name) <= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be positive")
-    if a.duration is not None and a.duration <= 0:
-        raise UserError(f"--duration must be positive, got {a.duration}")
+    check_positive("--compare-seconds", a.compare_seconds)
+    check_positive("--streams-seconds", a.streams_seconds)
     if a.repeat < 1:
         raise UserError(f"--repeat must be >= 1, got {a.repeat}")
-    if any(k < 1 for k in a.frames):
-        raise UserError("--frames values must be >= 1")
+    for k in a.frames:
+        check_frames_per_segment(k)
     if a.streams and any(n < 1 for n in a.streams):
         raise UserError("--streams values must be >= 1")
     return a
@@ -110,10 +108,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def available_backends(device: str) -> tuple[list[str], dict[str, str]]:
     """Window-model backends that run on `device` (auto left out: it is one of them), and
     why each other one does not."""
-    try:
-        from model.backends import BACKENDS, unavailable
-    except ImportError:
-        return ["eager"], {}
+    from model.backends.probe import BACKENDS, unavailable
+
     ok, skipped = [], {}
     for name in BACKENDS:
         if name == "auto":
@@ -279,17 +275,16 @@ def run(a: argparse.Namespace, parts: Parts, command: str) -> dict[str, Any]:
         if a.streams:
             streams = stream_sweep(parts, a.streams, replace(base, fast=False,
                                                              seconds=a.streams_seconds), tmp)
+    picked = parts.backends[a.backend]
     report = {
         "command": command, "machine": machine(parts.device),
         "config": {"source": parts.opts.source if parts.opts.source != "replay"
                    else f"replay {Path(parts.opts.replay or '').name}",
                    "device": parts.device, "backend": a.backend,
-                   "backend_picked": str(getattr(parts.backends.get(a.backend), "name",
-                                                 a.backend)),  # what auto resolved to
-                   "backend_precision": parts.backend_precision(a.backend),
-                   "extractor_precision": parts.precision, "k": parts.k,
-                   "lookahead": a.lookahead, "untrained": parts.untrained,
-                   "random_features": parts.random_features,
+                   "backend_picked": picked.name,  # what auto resolved to
+                   "backend_precision": picked.precision,
+                   "extractor_precision": parts.runtime.extractor_precision, "k": parts.k,
+                   "lookahead": a.lookahead, **parts.runtime.provenance.fields(),
                    "setup_s": parts.setup_s},
         "main": main, "comparisons": comparisons, "streams": streams,
     }
@@ -315,8 +310,8 @@ def write(report: dict[str, Any], a: argparse.Namespace) -> str:
 
 
 def benchmark(argv: list[str], parts: Parts | None = None) -> dict[str, Any]:
-    """Run what the flags ask for, write the files; the report. `parts`: prebuilt extractors
-    and model (tests); by default what main.py builds from the same flags."""
+    """Run what the flags ask for, write the files; the report. `parts`: a runtime made of
+    stand-ins (tests); by default main.py's runtime for the same flags."""
     a = parse_args(argv)
     for path in (a.json, a.markdown, a.png):  # fail now, not after minutes of measuring
         folder = Path(path or a.json).parent
@@ -329,7 +324,7 @@ def benchmark(argv: list[str], parts: Parts | None = None) -> dict[str, Any]:
             raise UserError(f"{folder} is not writable; pass writable --json/--markdown/--png "
                             "paths")
     opts = app_options(a, log=None, events=None, headless=True)
-    parts = parts or Parts.from_app(opts)
+    parts = parts or Parts.load(opts)
     report = run(a, parts, "python -m benchmarks.latency " + shlex.join(argv))
     print(write(report, a), flush=True)
     return report

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from model.provenance import Provenance
+
 LABELS = {
     "capture_to_close": "capture -> segment close",
     "frame": "VGG19 per frame (while the segment is open)",
@@ -100,15 +102,13 @@ def stream_rows(streams: dict[str, Any]) -> list[str]:
 def markdown(report: dict[str, Any]) -> str:
     cfg, main = report["config"], report["main"]
     m = report["machine"]
+    prov = Provenance.from_record(cfg)
     out = [f"### Pipeline latency: {cfg['source']}, {main['mode']}, K = {main['k']}, "
            f"{cfg['backend']} ({cfg['backend_precision']}) on {cfg['device']}", "",
            f"Command: `{report['command']}`  ",
            f"Device: {m['device_name']}, torch {m['torch']}, {m['torch_threads']} torch threads, "
            f"{m['cpu_count']} CPUs; extractors in {cfg['extractor_precision']}, lookahead "
-           f"{cfg['lookahead']}" + ("; UNTRAINED (random weights)" if cfg["untrained"] else
-                                    "; RANDOM FEATURES (random extractor weights)"
-                                    if cfg.get("random_features") else "")
-           + ".", ""]
+           f"{cfg['lookahead']}" + (f"; {prov.tag}: {prov.reason}" if prov.tag else "") + ".", ""]
     out += stage_rows(main["stages"])
     out += ["", run_line(main), ""]
     for comp in report["comparisons"]:

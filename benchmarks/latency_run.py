@@ -1,7 +1,7 @@
 """One measured run of the real streaming pipeline: per-record stage latencies, the compute
 thread's busy time (real-time factor), drops and counts. Used by benchmarks.latency.
 
-    parts = Parts.from_app(app_options)            # what main.py builds, built once
+    parts = Parts.load(app_options)                # main.py's runtime, loaded once
     result = measure(parts, RunSpec("main", k=1, fast=False, seconds=10), log="runs/l.jsonl")
     result["stages"]["close_to_label"]["p95"], result["rtf"]
 
@@ -33,13 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from streamer import app
-from streamer.app import AppOptions
-from streamer.detector import Backend, Detector, make_backend
-from streamer.pipeline import Pipeline, PipelineOptions
-from streamer.segmenter import segment_count
+from model.segments import segment_count
+from streamer.app import open_source, resolve_av_offset
+from streamer.options import AppOptions
+from streamer.pipeline import Pipeline
+from streamer.runtime import Runtime, assemble, load_runtime
 from streamer.sinks import JsonlLog
 from streamer.sources import Source
 
@@ -64,60 +63,55 @@ class RunSpec:
 
 @dataclass
 class Parts:
-    """What main.py builds from its flags, shared by every run of a benchmark: the feature
-    extractors, the JCA model and its backends (built once each, on demand)."""
+    """main.py's runtime for these options, loaded once and shared by every run of a
+    benchmark, with the other window-model backends a comparison asks for (built on demand)."""
 
     opts: AppOptions
-    frame_features: Callable[[np.ndarray], np.ndarray]  # (n, H, W, 3) uint8 -> (n, 7, 7, 512)
-    audio_features: Callable[[np.ndarray], np.ndarray]  # (16000,) -> (128,)
-    net: Any  # JCANet
-    class_names: tuple[str, ...]
-    temperature: float
-    device: str
-    k: int  # frames per segment main.py would use
-    av_offset: float
-    untrained: bool
-    precision: str  # of the extractors
-    backends: dict[str, Backend]
-    setup_s: dict[str, float]  # build time of each piece, s
-    random_features: bool = False  # random extractor weights
+    runtime: Runtime
+    setup_s: dict[str, float] = field(default_factory=dict)  # load time of each piece, s
+    backends: dict[str, Any] = field(default_factory=dict)  # name -> WindowBackend
+    av_offset: float = 0.0  # --av-offset, or the one calibrate.sync saved for the file
     _warm: set[str] = field(default_factory=set)  # backends called once already
     _warm_extractors: bool = False
 
-    @classmethod
-    def from_app(cls, opts: AppOptions) -> Parts:
-        """streamer.app.build with these flags (no sinks), taken apart."""
-        t0 = time.perf_counter()
-        pipe = app.build(replace(opts, log=None, events=None, headless=True))
-        built = time.perf_counter() - t0
-        for s in pipe.sinks:
-            s.close()
-        pipe.source.close()
-        model = app.load_model(opts)  # the same weights, for the other backends
-        visual = getattr(pipe.segmenter.frame_features, "__self__", None)
-        precision = getattr(getattr(visual, "options", None), "precision", "fp32")
-        det = pipe.detector
-        return cls(opts=opts, frame_features=pipe.segmenter.frame_features,
-                   audio_features=pipe.audio_features, net=model.net,
-                   class_names=tuple(det.class_names), temperature=det.temperature,
-                   device=det.device, k=pipe.options.frames_per_segment,
-                   av_offset=pipe.options.av_offset, untrained=pipe.options.untrained,
-                   precision=precision, backends={opts.backend: det.backend},
-                   setup_s={"app_build": round(built, 2)},
-                   random_features=pipe.options.random_features)
+    def __post_init__(self) -> None:
+        self.backends.setdefault(self.opts.backend, self.runtime.backend)
 
-    def backend(self, name: str) -> Backend:
+    @classmethod
+    def load(cls, opts: AppOptions) -> Parts:
+        source = open_source(opts)  # a missing file fails first, before the slow part
+        try:
+            av_offset = resolve_av_offset(opts, source)
+        finally:
+            source.close()
+        t0 = time.perf_counter()
+        rt = load_runtime(opts)
+        return cls(opts, rt, {"load_runtime": round(time.perf_counter() - t0, 2)},
+                   av_offset=av_offset)
+
+    @property
+    def k(self) -> int:
+        """Frames per segment main.py would use."""
+        return self.runtime.frames_per_segment
+
+    @property
+    def device(self) -> str:
+        return self.runtime.device
+
+    def backend(self, name: str) -> Any:
         """The window model on backend `name` (built and warmed up on first use)."""
+        from model.backends.build import live_backend
+
         if name not in self.backends:
             t0 = time.perf_counter()
-            self.backends[name] = make_backend(name, self.net, self.device)
+            self.backends[name] = live_backend(name, self.runtime.model.net, self.device)
             self.setup_s[f"backend_{name}"] = round(time.perf_counter() - t0, 2)
         if name not in self._warm:
-            cfg = self.net.cfg
+            cfg = self.runtime.model.net.cfg
             hw = cfg.visual_hw
-            a = torch.zeros(1, cfg.segments, cfg.audio_dim, device=self.device)  # (1, 10, 128)
-            v = torch.zeros(1, cfg.segments, hw, hw, cfg.visual_dim,
-                            device=self.device)  # (1, 10, 7, 7, 512)
+            a = np.zeros((1, cfg.segments, cfg.audio_dim), np.float32)  # (1, 10, 128)
+            v = np.zeros((1, cfg.segments, hw, hw, cfg.visual_dim),
+                         np.float32)  # (1, 10, 7, 7, 512)
             for _ in range(WARMUP_CALLS):
                 self.backends[name](a, v)
             self._warm.add(name)
@@ -128,17 +122,13 @@ class Parts:
         stream pays them once, at start)."""
         if not self._warm_extractors:
             for _ in range(WARMUP_CALLS):
-                self.frame_features(np.zeros((1, 224, 224, 3), np.uint8))
-                self.audio_features(np.zeros(16000, np.float32))
+                self.runtime.frame_features(np.zeros((1, 224, 224, 3), np.uint8))
+                self.runtime.audio_features(np.zeros(16000, np.float32))
             self._warm_extractors = True
         self.backend(backend)
 
-    def backend_precision(self, name: str) -> str:
-        return str(getattr(self.backends.get(name), "precision", "fp32"))
-
     def source(self, spec: RunSpec) -> Source:
-        return app.open_source(replace(self.opts, fast=spec.fast,
-                                       duration=self.seconds(spec)))
+        return open_source(replace(self.opts, fast=spec.fast, duration=self.seconds(spec)))
 
     def seconds(self, spec: RunSpec) -> float | None:
         if spec.seconds is None and self.opts.source == "synthetic":
@@ -147,19 +137,16 @@ class Parts:
 
     def pipeline(self, spec: RunSpec, source: Source, sinks: Sequence[Any],
                  frame_features: Callable | None = None, audio_features: Callable | None = None,
-                 backend: Backend | None = None) -> Pipeline:
+                 backend: Callable | None = None) -> Pipeline:
         """The real Pipeline for one run (the extractors and backend may be swapped, e.g. for
         clients of extractors shared across streams)."""
-        det = Detector(backend or self.backend(spec.backend), self.class_names,
-                       lookahead=spec.lookahead, temperature=self.temperature, device=self.device)
-        options = PipelineOptions(frames_per_segment=spec.k, av_offset=self.av_offset,
-                                  duration=self.seconds(spec), untrained=self.untrained,
-                                  random_features=self.random_features,
-                                  incremental=spec.incremental)
-        info = {"device": self.device, "backend": spec.backend, "frames_per_segment": spec.k}
-        return Pipeline(source, frame_features or self.frame_features,
-                        audio_features or self.audio_features, det, sinks=sinks,
-                        options=options, info=info)
+        rt = replace(self.runtime, backend=backend or self.backend(spec.backend),
+                     backend_label=spec.backend,
+                     frame_features=frame_features or self.runtime.frame_features,
+                     audio_features=audio_features or self.runtime.audio_features)
+        return assemble(rt, source, sinks, lookahead=spec.lookahead,
+                        av_offset=self.av_offset, duration=self.seconds(spec),
+                        frames_per_segment=spec.k, incremental=spec.incremental)
 
 
 class BusyClock:

@@ -146,8 +146,8 @@ def batched_audio(audio_features: Callable[[np.ndarray], np.ndarray]
 
 def run_streams(parts: Parts, spec: RunSpec, n: int, log_dir: str | Path) -> dict[str, Any]:
     """N concurrent pipelines on shared batched workers; the JSON object of the run."""
-    workers = {"vgg19": Batcher(parts.frame_features, "vgg19"),
-               "vggish": Batcher(batched_audio(parts.audio_features), "vggish"),
+    workers = {"vgg19": Batcher(parts.runtime.frame_features, "vgg19"),
+               "vggish": Batcher(batched_audio(parts.runtime.audio_features), "vggish"),
                "model": Batcher(parts.backend(spec.backend), "model")}
     vgg19, vggish, model = workers["vgg19"], workers["vggish"], workers["model"]
 

@@ -3,8 +3,9 @@
     .venv/bin/python -m benchmarks.replay_realtime                    # 20 s file, real time
     .venv/bin/python -m benchmarks.replay_realtime --fast -k 1 2 4    # throughput per K
 
-Real extractors and the paper-preset JCANet with random seeded weights (speed does not depend
-on the values), the CPU default frames per segment unless -k is given. Real time: the wall
+main.py's runtime with --random-weights (real extractors and the paper-preset JCANet with
+random seeded weights: speed does not depend on the values), loaded once, eager on the CPU; the
+CPU default frames per segment unless -k is given. Real time: the wall
 time should equal the file's duration (plus the last segment's latency), with no drops.
 Reports wall time, drops and the per-stage latency percentiles of the prediction records
 (ms; `total` = segment close to prediction) and the VGG19 time per computed frame.
@@ -19,26 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from model.config import preset
-from model.extractors import build_extractors
-from model.network import JCANet
-from streamer.app import AVE_CLASSES, CPU_FRAMES
-from streamer.detector import Detector, eager_backend
-from streamer.pipeline import Pipeline, PipelineOptions, Summary
+from streamer.options import CPU_FRAMES, AppOptions
+from streamer.pipeline import Summary
 from streamer.replay import replay_source
+from streamer.runtime import Runtime, assemble, load_runtime
 from streamer.sinks import JsonlLog
 from streamer.synthetic import Script, write_media
 
 
-def run_once(video: Path, k: int, fast: bool, log: Path) -> Summary:
-    visual, audio, _ = build_extractors(random_weights=True, seed=0, frames_per_segment=k)
-    torch.manual_seed(0)
-    net = JCANet(preset("paper", num_classes=len(AVE_CLASSES))).eval()
-    det = Detector(eager_backend(net), AVE_CLASSES)
-    pipe = Pipeline(replay_source(video, fast=fast), visual.frame_features, audio, det,
-                    sinks=[JsonlLog(log)], options=PipelineOptions(frames_per_segment=k))
+def run_once(rt: Runtime, video: Path, k: int, fast: bool, log: Path) -> Summary:
+    pipe = assemble(rt, replay_source(video, fast=fast), [JsonlLog(log)], frames_per_segment=k)
     return pipe.run()
 
 
@@ -52,15 +43,16 @@ def main() -> None:
     p.add_argument("--fps", type=float, default=25.0)
     args = p.parse_args()
     w, h = (int(x) for x in args.size.split("x"))
+    rt = load_runtime(AppOptions(source="replay", random_weights=True, device="cpu"))
     with tempfile.TemporaryDirectory() as tmp:
         video = write_media(Path(tmp) / "bench.mkv", Script.demo(args.seconds, size=(h, w)),
                             fps=args.fps, audio_rate=44100, channels=2)
         for k in args.frames_per_segment:
             t0 = time.monotonic()
-            s = run_once(video, k, args.fast, Path(tmp) / "log.jsonl")
+            s = run_once(rt, video, k, args.fast, Path(tmp) / "log.jsonl")
             wall = time.monotonic() - t0
             row = {"k": k, "mode": "fast" if args.fast else "real time",
-                   "file_s": args.seconds, "wall_incl_setup_s": round(wall, 2),
+                   "file_s": args.seconds, "wall_incl_open_s": round(wall, 2),
                    "segments_per_s": round(s.segments / s.wall_s, 2), **s.to_dict(),
                    "load_avg_1m": round(os.getloadavg()[0], 2)}
             print(json.dumps(row), flush=True)

