@@ -4,6 +4,7 @@
     python -m model.extract --videos my/ --annotations events.csv --out runs/mine \\
         --frames-per-segment 4 --device cuda --precision fp16
     python -m model.extract ... --random-weights      # untrained features, for trying things out
+    python -m model.extract ... --ray [auto]          # on Ray Data: this machine or a cluster
 
 Annotations (`model.annotations`):
 - AVE `Annotations.txt` (`Category&VideoID&Quality&Start&End`, optional header line): one
@@ -37,7 +38,8 @@ frame rate, sample rate and channel layout; `model.segments` cuts it: see docs/S
 Output in `--out`: the AVE-format files of `model.data` (features float32, `recipe.json`,
 `categories.txt`), `clips.csv` (row -> file, window start, split) and `extract_summary.json`
 (what failed and why). Per-file features are cached in `OUT/clips/` (`model.feature_cache`) so
-a rerun skips finished files; the cache refuses to mix recipes or clip policies.
+a rerun skips finished files, whichever path made them (here or on Ray: `model.extract_ray`,
+docs/SCALE.md); the cache refuses to mix recipes or clip policies.
 """
 
 from __future__ import annotations
@@ -266,6 +268,8 @@ def _progress(enabled: bool, total: int) -> tuple[object, object] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from model.extract_ray import add_ray_args, ray_options, run_ray  # imports no Ray
+
     p = argparse.ArgumentParser(prog="python -m model.extract", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--videos", required=True, type=Path, help="folder of video files")
@@ -290,9 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="only the first N annotated files")
     p.add_argument("--no-progress", action="store_true")
+    add_ray_args(p)
     args = p.parse_args(argv)
+    on_ray = ray_options(args) if args.ray is not None else None
+    # on Ray this process only hands the networks to the actors, which run them on --device
     ex = build_extractors(weights_dir=args.weights_dir, random_weights=args.random_weights,
-                          seed=args.seed, device=args.device,
+                          seed=args.seed, device="cpu" if on_ray else args.device,
                           frames_per_segment=args.frames_per_segment,
                           visual_preprocess=args.visual_preprocess,
                           audio_postprocess=args.audio_postprocess, precision=args.precision,
@@ -301,8 +308,13 @@ def main(argv: list[str] | None = None) -> int:
         print("warning: --random-weights: these features are UNTRAINED (recipe.json records "
               "random_weights: true)", file=sys.stderr)
     policy = ClipPolicy(args.long_clips, args.short_clips, args.no_audio)
-    s = run(args.videos, args.annotations, args.out, ex, policy, args.split_seed,
-            args.categories, args.limit, progress=not args.no_progress and sys.stderr.isatty())
+    progress = not args.no_progress and sys.stderr.isatty()
+    if on_ray is None:
+        s = run(args.videos, args.annotations, args.out, ex, policy, args.split_seed,
+                args.categories, args.limit, progress=progress)
+    else:
+        s = run_ray(args.videos, args.annotations, args.out, ex, policy, args.split_seed,
+                    args.categories, args.limit, progress=progress, opts=on_ray)
     print(f"{s.clips} clips from {s.files_ok} files ({s.cached} from cache) -> {args.out}")
     for file, notes in s.notes.items():
         print(f"  note {file}: {'; '.join(notes)}")

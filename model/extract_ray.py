@@ -1,0 +1,452 @@
+"""`python -m model.extract ... --ray [ADDRESS]`: the same extraction over a corpus, on Ray Data.
+
+    python -m model.extract --videos clips/ --annotations Annotations.txt --out runs/ave --ray
+    python -m model.extract ... --ray auto --device cuda --ray-actors 8     # join a cluster
+
+One Ray Data dataset, executed streaming, so decoding, both networks and writing overlap and
+memory stays bounded whatever the size of the corpus:
+
+    file indices -> decode + cut: a CPU task per file (`model.file_features.cut_windows`), one
+        row per 10-s window: its distinct selected frames at 224 x 224, how many of each
+        segment's k selections each frame takes, its 16 kHz audio
+    -> VGG19 (`VisualActor`s: pool5 of the frames, then each segment's count-weighted mean)
+    -> VGGish (`AudioActor`s: one embedding per segment)
+    -> the driver: a file's windows put together (`Assembler`), whatever order they finish in,
+       and saved to the per-file cache as soon as its last window is in
+
+then `model.extract.finish` writes the AVE-format files from the cache in the annotations'
+order, as the local path does: the same inputs and outputs, and either path resumes the
+other's cache. The networks travel once from the driver, through Ray's object store, into each
+actor (`--device` and `--ray-gpus-per-actor` say where they run), so the weights need to be on
+the driver's machine only.
+
+Failures: a file that cannot give a clip (`ClipError`: broken, no video, ...) is reported as
+the local path reports it, without a retry. Any other error of a task or an actor call is
+retried by Ray Data (`--ray-retries` times), a crashed worker or actor by Ray; a file still
+lost after that is reported in the summary, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from model.errors import UserError
+from model.extract import ExtractSummary, Job, find_video, finish, plan
+from model.extractors import Extractors
+from model.extractors.audio import AudioExtractor
+from model.extractors.runtime import RunOptions
+from model.extractors.visual import VisualExtractor
+from model.file_features import ClipError, ClipPolicy, Cut, FileFeatures, cut_windows
+from model.items import Frame
+from model.layout import AUDIO_DIM, SEGMENTS, VISUAL_SHAPE
+from model.media import short_error
+from model.segments import ClosedSegment, Shot, compute_features, mean_feature
+
+RAY_EXTRA = "pip install -e '.[ray]'"
+LOCAL = "local"  # `--ray` without an address: a Ray started on this machine
+DECODE_CPUS = 1.0  # a decode task: PyAV decoding and the 224 x 224 resize
+CUDA_GPUS_PER_ACTOR = 0.5  # default on a GPU: a VGG19 and a VGGish actor share one
+ERROR_WINDOW = -1  # the `window` of a row that reports a file's ClipError
+# Ray Data's own bars take lines 0 (the dataset) to 4 (read, decode, VGG19, VGGish); ours is next
+BAR_LINE = 5
+
+Row = dict[str, np.ndarray]  # one-row batch: every column holds one value
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How the pipeline runs on Ray (the --ray flags), checked when made."""
+
+    address: str | None = None  # None: start a local Ray; "auto" or "ray://host:port": join one
+    actors: int = 1  # VGG19 actors
+    audio_actors: int = 1  # VGGish actors
+    batch: int = 4  # windows per actor call
+    actor_cpus: float = 1.0  # CPUs each actor reserves (and its torch threads)
+    gpus_per_actor: float | None = None  # None: CUDA_GPUS_PER_ACTOR on a CUDA device, else 0
+    retries: int = 2  # Ray's retries of a failed task or actor call
+    device: str = "cpu"  # where the actors run the networks
+    threads: int | None = None  # torch threads per actor (None: its reserved CPUs)
+
+    def __post_init__(self) -> None:
+        for flag, n in (("--ray-actors", self.actors), ("--ray-audio-actors", self.audio_actors),
+                        ("--ray-batch", self.batch)):
+            if n < 1:
+                raise UserError(f"{flag} must be >= 1, got {n}")
+        if not self.actor_cpus > 0:
+            raise UserError(f"--ray-actor-cpus must be positive, got {self.actor_cpus}")
+        if self.retries < 0:
+            raise UserError(f"--ray-retries must be >= 0, got {self.retries}")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise UserError(f"unknown --device {self.device!r} for --ray: use cpu or cuda")
+        if self.gpus_per_actor is not None and not self.gpus_per_actor >= 0:
+            raise UserError(f"--ray-gpus-per-actor must be >= 0, got {self.gpus_per_actor}")
+        if self.gpus > 0 and self.device == "cpu":
+            raise UserError("--ray-gpus-per-actor needs --device cuda (the actors would hold a "
+                            "GPU and run on the CPU)")
+
+    @property
+    def gpus(self) -> float:
+        """GPUs each actor reserves."""
+        if self.gpus_per_actor is not None:
+            return self.gpus_per_actor
+        return CUDA_GPUS_PER_ACTOR if self.device.startswith("cuda") else 0.0
+
+    def needs(self) -> tuple[float, float]:
+        """(CPUs, GPUs) the actors and one decode task reserve together."""
+        n = self.actors + self.audio_actors
+        return n * self.actor_cpus + DECODE_CPUS, n * self.gpus
+
+    def run_options(self, base: RunOptions) -> dict[str, object]:
+        """An actor's RunOptions (as a dict: the driver may have no GPU to check "cuda"
+        against): the driver's precision and batch size on the actors' device. Ray shows an
+        actor only the GPUs it reserved, so any cuda device is "cuda" there."""
+        device = "cuda" if self.device.startswith("cuda") else "cpu"
+        threads = self.threads or max(1, math.floor(self.actor_cpus))
+        return asdict(base) | {"device": device, "threads": threads}
+
+
+def add_ray_args(parser: argparse.ArgumentParser) -> None:
+    """The --ray flags of `python -m model.extract`."""
+    d = RayOptions()
+    g = parser.add_argument_group("Ray", "the same extraction on Ray Data, on this machine or a "
+                                  "cluster (docs/SCALE.md)")
+    g.add_argument("--ray", nargs="?", const=LOCAL, default=None, metavar="ADDRESS",
+                   help="run on Ray: no ADDRESS starts a local Ray, auto or ray://HOST:PORT "
+                   "joins a cluster")
+    g.add_argument("--ray-actors", type=int, default=d.actors, help="VGG19 actors")
+    g.add_argument("--ray-audio-actors", type=int, default=d.audio_actors, help="VGGish actors")
+    g.add_argument("--ray-batch", type=int, default=d.batch, help="windows per actor call")
+    g.add_argument("--ray-actor-cpus", type=float, default=d.actor_cpus,
+                   help="CPUs each actor reserves (its torch threads unless --threads)")
+    g.add_argument("--ray-gpus-per-actor", type=float, default=None,
+                   help=f"GPUs each actor reserves (default {CUDA_GPUS_PER_ACTOR:g} with "
+                   "--device cuda, else 0)")
+    g.add_argument("--ray-retries", type=int, default=d.retries,
+                   help="Ray Data's retries of a failed task or actor call")
+
+
+def ray_options(args: argparse.Namespace) -> RayOptions:
+    """The RayOptions of parsed flags; says what to install when Ray is missing."""
+    require_ray()
+    return RayOptions(address=None if args.ray == LOCAL else args.ray, actors=args.ray_actors,
+                      audio_actors=args.ray_audio_actors, batch=args.ray_batch,
+                      actor_cpus=args.ray_actor_cpus, gpus_per_actor=args.ray_gpus_per_actor,
+                      retries=args.ray_retries, device=args.device, threads=args.threads)
+
+
+def require_ray():
+    """The ray module, or a one-line UserError saying what to install."""
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise UserError(f"--ray needs Ray Data, which is not installed here: {RAY_EXTRA}") from None
+    return ray
+
+
+# ---- decode + cut (a Ray task per file) ------------------------------------------------------
+
+def one_row(**columns: object) -> Row:
+    return {k: np.asarray(v)[None] for k, v in columns.items()}
+
+
+def window_row(index: int, w: int, window: list[ClosedSegment]) -> Row:
+    """Window `w` of file `index`: its distinct selected frames (m, 224, 224, 3) uint8, how many
+    of each segment's k selections each frame takes (10, m), its audio (10, 16000)."""
+    column: dict[int, int] = {}  # id(shot) -> its frame's column (a held frame is one shot)
+    frames = []
+    counts = np.zeros((SEGMENTS, sum(len(s.picks) for s in window)), np.int64)
+    for i, seg in enumerate(window):
+        for shot, n in seg.picks:
+            if id(shot) not in column:
+                column[id(shot)] = len(frames)
+                frames.append(shot.frame.rgb)
+            counts[i, column[id(shot)]] += n
+    return one_row(index=index, window=w, last=False, info="", frames=np.stack(frames),
+                   counts=counts[:, :len(frames)],
+                   samples=np.stack([seg.audio for seg in window]))
+
+
+def error_row(index: int, message: str) -> Row:
+    """A file's ClipError. Its arrays are tiny stand-ins: an empty array would change the
+    column's type in Ray Data's blocks."""
+    return one_row(index=index, window=ERROR_WINDOW, last=True,
+                   info=json.dumps({"error": message}), frames=np.zeros((1, 1, 1, 3), np.uint8),
+                   counts=np.zeros((1, 1), np.int64), samples=np.zeros((1, 1), np.float32))
+
+
+def decode_files(batch: dict[str, np.ndarray], *, todo: list[tuple[int, str]], videos: str,
+                 fmt: str, k: int, policy: ClipPolicy) -> Iterator[Row]:
+    """Ray Data task: the files `batch["id"]` indexes in `todo` -> their window rows, the last
+    one flagged and carrying the file's duration and notes; a ClipError -> an error row."""
+    for i in batch["id"]:
+        index, name = todo[int(i)]
+        cut = Cut()
+        row = None
+        try:
+            path = find_video(Path(videos), name, fmt)
+            for w, window in enumerate(cut_windows(path, k, policy, cut=cut)):
+                if row is not None:
+                    yield row
+                row = window_row(index, w, window)
+        except ClipError as e:  # the file cannot give a clip: the same answer on every retry
+            yield error_row(index, str(e))
+            continue
+        assert row is not None  # cut_windows gives a window or raises
+        row["last"][0] = True
+        row["info"] = np.asarray([json.dumps({"duration": cut.duration, "notes": cut.notes})])
+        yield row
+
+
+# ---- the networks (Ray actors: built once each, fed batches of window rows) -----------------
+
+def window_visual(shots: list[Shot], counts: np.ndarray) -> np.ndarray:
+    """(10, 7, 7, 512): each segment's mean over its selections (`model.segments.mean_feature`,
+    as the local path takes it), from the window's computed shots and counts (10, m)."""
+    return np.stack([mean_feature(tuple((s, int(n)) for s, n in zip(shots, row, strict=True)
+                                        if n)) for row in counts])
+
+
+class VisualActor:
+    """VGG19, built once per actor: window rows' frames -> `visual` (10, 7, 7, 512) and
+    `frames` (how many went through VGG19)."""
+
+    def __init__(self, net, preprocess: str, identity: str, options: dict[str, object]) -> None:
+        self.extractor = VisualExtractor(net, preprocess, RunOptions(**options), identity)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(batch["window"])
+        ok = [r for r in range(n) if batch["window"][r] != ERROR_WINDOW]
+        shots = {r: [Shot(Frame(0.0, rgb)) for rgb in batch["frames"][r]] for r in ok}
+        compute_features([s for r in ok for s in shots[r]], self.extractor.frame_features)
+        visual = np.zeros((n, SEGMENTS, *VISUAL_SHAPE), np.float32)
+        frames = np.zeros(n, np.int64)
+        for r in ok:
+            visual[r] = window_visual(shots[r], batch["counts"][r])
+            frames[r] = len(shots[r])
+        rest = {k: v for k, v in batch.items() if k not in ("frames", "counts")}
+        return rest | {"visual": visual, "frames": frames}
+
+
+class AudioActor:
+    """VGGish, built once per actor: window rows' `samples` -> `audio` (10, 128)."""
+
+    def __init__(self, net, postprocess: str, pca, identity: str,
+                 options: dict[str, object]) -> None:
+        self.extractor = AudioExtractor(net, postprocess, pca, RunOptions(**options), identity)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(batch["window"])
+        ok = [r for r in range(n) if batch["window"][r] != ERROR_WINDOW]
+        emb = self.extractor.segments([s for r in ok for s in batch["samples"][r]])
+        audio = np.zeros((n, SEGMENTS, AUDIO_DIM), np.float32)
+        audio[ok] = emb.reshape(len(ok), SEGMENTS, AUDIO_DIM)
+        return {k: v for k, v in batch.items() if k != "samples"} | {"audio": audio}
+
+
+# ---- the driver ------------------------------------------------------------------------------
+
+@dataclass
+class Assembler:
+    """Window rows of many files in any order -> each file's FileFeatures once all its windows
+    are in (its last window says how many there are), or its ClipError message."""
+
+    windows: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
+    ends: dict[int, tuple[int, dict]] = field(default_factory=dict)  # index -> (windows, info)
+    failed: set[int] = field(default_factory=set)
+
+    def add(self, row: dict) -> tuple[int, FileFeatures | str] | None:
+        """Take one row -> (file index, its features or its error) when that file is
+        complete, else None."""
+        index, w = int(row["index"]), int(row["window"])
+        if index in self.failed:
+            return None
+        info = json.loads(str(row["info"])) if row["info"] else {}
+        if w == ERROR_WINDOW:
+            self.failed.add(index)
+            self.windows.pop(index, None)
+            self.ends.pop(index, None)
+            return index, info["error"]
+        self.windows.setdefault(index, {})[w] = (row["audio"], row["visual"])
+        if row["last"]:
+            self.ends[index] = (w + 1, info)
+        if index not in self.ends or len(self.windows[index]) < self.ends[index][0]:
+            return None
+        n, info = self.ends.pop(index)
+        parts = self.windows.pop(index)
+        audio, visual = (np.stack([parts[i][j] for i in range(n)]).astype(np.float32)
+                         for j in (0, 1))
+        return index, FileFeatures(audio, visual, np.arange(n, dtype=np.float64) * SEGMENTS,
+                                   info["duration"], list(info["notes"]))
+
+
+def rate_line(frames: int, seconds: float) -> str:
+    """The progress bar's description: VGG19 frames a second so far."""
+    return f"extracting, {frames / seconds if seconds > 0 else 0.0:.1f} frames/s"
+
+
+class FilesBar:
+    """Files done / total, frames/s and the ETA, drawn by Ray's own progress bar manager below
+    Ray Data's bars, so the two never fight over the terminal."""
+
+    def __init__(self, total: int) -> None:
+        from ray.experimental import tqdm_ray
+
+        self.bar = tqdm_ray.tqdm(total=total, desc=rate_line(0, 0.0), unit=" files",
+                                 position=BAR_LINE)
+        self.frames = 0
+        self.t0 = time.monotonic()
+
+    def add(self, files: int, frames: int) -> None:
+        self.frames += frames
+        self.bar.set_description(rate_line(self.frames, time.monotonic() - self.t0))
+        if files:
+            self.bar.update(files)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def connect(opts: RayOptions) -> tuple[bool, str | None]:
+    """Start or join Ray -> (whether this call started it, the dashboard URL if any). A Ray
+    this process already runs (a notebook, the tests) is used as it is."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return False, None
+    need_cpus, _ = opts.needs()
+    try:
+        if opts.address is None:  # enough CPUs for the actors plus one decode task at a time
+            ctx = ray.init(num_cpus=max(os.cpu_count() or 1, math.ceil(need_cpus)))
+        else:
+            ctx = ray.init(address=opts.address)
+    except Exception as e:  # Ray raises ConnectionError, RuntimeError, ValueError ...
+        where = opts.address or "this machine"
+        raise UserError(f"cannot start or join Ray at {where} ({short_error(e)}): start a "
+                        "cluster with `ray start --head`, or leave out the address for a local "
+                        "Ray") from None
+    return True, getattr(ctx, "dashboard_url", None) or None
+
+
+def check_resources(opts: RayOptions, have: dict[str, float]) -> None:
+    """UserError when the actors and one decode task cannot all be placed: the run would wait
+    for them forever."""
+    cpus, gpus = opts.needs()
+    have_cpu, have_gpu = have.get("CPU", 0.0), have.get("GPU", 0.0)
+    if cpus > have_cpu + 1e-9 or gpus > have_gpu + 1e-9:
+        raise UserError(
+            f"Ray has {have_cpu:g} CPUs and {have_gpu:g} GPUs, the "
+            f"{opts.actors + opts.audio_actors} actors and a decode task need {cpus:g} CPUs and "
+            f"{gpus:g} GPUs: lower --ray-actors, --ray-audio-actors, --ray-actor-cpus or "
+            "--ray-gpus-per-actor, or add nodes")
+
+
+def pipeline(job: Job, todo: list[tuple[int, str]], ex: Extractors, opts: RayOptions,
+             progress: bool):
+    """The Ray Data dataset of the files in `todo` (not executed until iterated)."""
+    ray = require_ray()
+    visual, audio = ex.visual, ex.audio
+    ds = ray.data.range(len(todo), override_num_blocks=len(todo))  # a task per file
+    ds = ds.map_batches(decode_files, batch_size=1, num_cpus=DECODE_CPUS,
+                        fn_kwargs={"todo": todo, "videos": str(job.videos.resolve()),
+                                   "fmt": job.ann.format, "k": ex.recipe.frames_per_segment,
+                                   "policy": job.policy})
+    actor_args = {"num_cpus": opts.actor_cpus, "num_gpus": opts.gpus, "batch_size": opts.batch}
+    ds = ds.map_batches(VisualActor, compute=ray.data.ActorPoolStrategy(size=opts.actors),
+                        fn_constructor_args=(visual.net, visual.preprocess, visual.identity,
+                                             opts.run_options(visual.options)), **actor_args)
+    ds = ds.map_batches(AudioActor, compute=ray.data.ActorPoolStrategy(size=opts.audio_actors),
+                        fn_constructor_args=(audio.net, audio.postprocess, audio.pca,
+                                             audio.identity, opts.run_options(audio.options)),
+                        **actor_args)
+    ctx = ds.context  # this dataset's settings only
+    ctx.max_errored_blocks = -1  # a file lost after Ray's retries is reported, the run goes on
+    ctx.retried_map_errors = True  # any error of a task or an actor call ...
+    ctx.max_map_retries = opts.retries  # ... this many times (crashes: Ray's own retries)
+    ctx.enable_progress_bars = progress
+    return ds
+
+
+def lost_reason(opts: RayOptions) -> str:
+    return (f"lost in Ray after {opts.retries} retries (its error is in Ray Data's log, "
+            "ray-data.log in the Ray session's logs folder)")
+
+
+def extract_on_ray(job: Job, todo: list[tuple[int, str]], ex: Extractors, opts: RayOptions,
+                   summary: ExtractSummary, progress: bool,
+                   on_file: Callable[[str, int], None] | None) -> None:
+    """Run the pipeline; save each finished file to the cache, record each failed one."""
+    ds = pipeline(job, todo, ex, opts, progress)
+    asm = Assembler()
+    frames: dict[int, int] = {}  # VGG19 frames of the files in progress
+    finished: set[int] = set()
+    bar = FilesBar(len(todo)) if progress else None
+    rows = ds.iter_rows()
+    try:
+        for row in rows:
+            index = int(row["index"])
+            frames[index] = frames.get(index, 0) + int(row.get("frames", 0))
+            got = asm.add(row)
+            if got is not None:
+                name = job.files[index].file
+                if isinstance(got[1], str):
+                    summary.failed[name] = got[1]
+                else:
+                    job.cache.save(name, got[1])
+                finished.add(index)
+            if bar is not None:
+                bar.add(int(got is not None), int(row.get("frames", 0)))
+            if got is not None and on_file is not None:
+                on_file(job.files[index].file, frames.pop(index, 0))
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:  # stops the pipeline when the loop ends early (Ctrl+C)
+            close()
+        if bar is not None:
+            bar.close()
+    for index, name in todo:
+        if index not in finished:
+            summary.failed[name] = lost_reason(opts)
+
+
+def run_ray(videos: Path, annotations: Path, out: Path, ex: Extractors,
+            policy: ClipPolicy | None = None, split_seed: int = 0,
+            categories_file: Path | None = None, limit: int | None = None,
+            progress: bool = False, opts: RayOptions | None = None,
+            on_file: Callable[[str, int], None] | None = None) -> ExtractSummary:
+    """`model.extract.run` on Ray: extract the annotated files the cache lacks, then write the
+    dataset. `ex` runs nowhere here: its networks and settings go to the actors.
+    `on_file(file, vgg19_frames)` is called as each file is finished (saved or failed)."""
+    opts = opts or RayOptions()
+    ray = require_ray()
+    job = plan(videos, annotations, out, ex.recipe, policy, categories_file, limit)
+    summary = ExtractSummary()
+    todo = []  # (index into job.files, file)
+    for i, f in enumerate(job.files):
+        if job.cache.has(f.file):
+            summary.cached += 1
+        else:
+            todo.append((i, f.file))
+    if todo:
+        started, dashboard = connect(opts)
+        try:
+            have = ray.cluster_resources()
+            check_resources(opts, have)
+            print(f"ray: {len(todo)} files to extract on {have.get('CPU', 0):g} CPUs and "
+                  f"{have.get('GPU', 0):g} GPUs ({opts.actors} VGG19, {opts.audio_actors} VGGish "
+                  f"actors)" + (f"; dashboard {dashboard}" if dashboard else ""),
+                  file=sys.stderr)
+            extract_on_ray(job, todo, ex, opts, summary, progress, on_file)
+        finally:
+            if started:
+                ray.shutdown()
+    return finish(job, summary, ex.recipe, split_seed)

@@ -1,0 +1,247 @@
+"""Extraction on Ray Data against the local path: the same h5 files (shapes, clip order, values)
+from a dozen generated clips, a broken file reported and not fatal, an interrupted run resumed
+from the cache, the two paths sharing one cache; the options and the one-line errors.
+
+One local Ray (2 CPUs, no dashboard, a small object store) serves every test of the module."""
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import av
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from model import extract
+from model.errors import UserError, run_cli
+from model.extract_ray import (
+    ERROR_WINDOW,
+    RAY_EXTRA,
+    Assembler,
+    RayOptions,
+    check_resources,
+    rate_line,
+    run_ray,
+)
+from model.extractors import Extractors, vggish
+from model.extractors.audio import AudioExtractor
+from model.extractors.runtime import RunOptions
+from model.extractors.visual import VisualExtractor
+from model.recipe import FeatureRecipe
+
+K = 2  # frames per segment
+# seconds of each clip: 10-s clips, short ones (padded), long ones (2 windows + a dropped rest)
+DURATIONS = (10, 10, 4, 23, 10, 12, 10, 6, 10, 21, 10)
+BROKEN = "broken.mp4"
+H5 = ("visual_feature.h5", "audio_feature.h5", "labels.h5", "train_order.h5", "val_order.h5",
+      "test_order.h5")
+RAY_OPTS = RayOptions(actor_cpus=0.5, batch=3)  # 2 actors + a decode task fit 2 CPUs
+
+
+def make_clip(path: Path, seconds: float, fps: int = 5, rate: int = 16000,
+              size: tuple[int, int] = (64, 48)) -> None:
+    """A small clip whose colour and tone change every second."""
+    w, h = size
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("mpeg4", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        st = c.add_stream("aac", rate=rate)
+        st.layout = "mono"
+        for i in range(round(seconds * fps)):
+            sec = int(i / fps)
+            img = np.zeros((h, w, 3), np.uint8)
+            img[..., sec % 3] = (60 + 37 * sec) % 256
+            img[: (i % fps) * h // fps, :, 1] = 200
+            for p in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in vs.encode(None):
+            c.mux(p)
+        n = round(seconds * rate)
+        t = np.arange(n) / rate
+        x = (0.3 * np.sin(2 * np.pi * (300 + 150 * np.floor(t)) * t)).astype(np.float32)[None]
+        for s in range(0, n, 1024):
+            fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[:, s:s + 1024]),
+                                            format="fltp", layout="mono")
+            fr.rate, fr.pts = rate, s
+            for p in st.encode(fr):
+                c.mux(p)
+        for p in st.encode(None):
+            c.mux(p)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, Path]:
+    """(videos folder, annotations CSV): 11 clips and a broken file, 12 files in all."""
+    d = tmp_path_factory.mktemp("videos")
+    rows = [["file", "label", "start", "end"]]
+    for i, seconds in enumerate(DURATIONS):
+        make_clip(d / f"clip{i:02d}.mp4", seconds)
+        rows.append([f"clip{i:02d}.mp4", ("bell", "horn")[i % 2], str(i % 5), str(i % 5 + 3)])
+    (d / BROKEN).write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"junk" * 500)
+    rows.insert(5, [BROKEN, "bell", "1", "2"])
+    ann = d.parent / "events.csv"
+    with open(ann, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    return d, ann
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Extractors:
+    """Seeded random extractors with the real output shapes, cheap enough for a test; built
+    from classes a Ray worker imports (torch's and the project's)."""
+    torch.manual_seed(0)
+    v = torch.nn.Sequential(torch.nn.AvgPool2d(32), torch.nn.Conv2d(3, 512, 1), torch.nn.ReLU())
+    v.widths = (512,)  # what VisualExtractor reads of VGG19
+    a = vggish.VGGish((4, 8, 8, 16), 32)
+    a.init_random(1)
+    recipe = FeatureRecipe("random:seed=0", "ave", K, "random:seed=0", "ave")
+    return Extractors(VisualExtractor(v, "ave"), AudioExtractor(a, "ave"), recipe)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20,
+             log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_out(corpus, tiny, tmp_path_factory) -> tuple[Path, extract.ExtractSummary]:
+    out = tmp_path_factory.mktemp("local")
+    return out, extract.run(*corpus, out, tiny)
+
+
+def read_h5(path: Path) -> np.ndarray:
+    with h5py.File(path, "r") as f:
+        return f[next(iter(f.keys()))][()]
+
+
+def assert_same_dataset(a: Path, b: Path) -> None:
+    """Two output folders hold the same dataset: clip order, labels and splits exactly,
+    features to float tolerance."""
+    assert (a / "clips.csv").read_text() == (b / "clips.csv").read_text()
+    for name in H5:
+        x, y = read_h5(a / name), read_h5(b / name)
+        assert x.shape == y.shape, name
+        if name.endswith("_feature.h5"):
+            assert x.dtype == y.dtype == np.float32
+            np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-5, err_msg=name)
+        else:
+            np.testing.assert_array_equal(y, x, err_msg=name)
+    for name in ("recipe.json", "categories.txt"):
+        assert (a / name).read_text() == (b / name).read_text()
+
+
+def cached(out: Path) -> set[str]:
+    return {p.name for p in (out / "clips").glob("*.npz")}
+
+
+# ---- on Ray ----------------------------------------------------------------------------------
+
+def test_ray_gives_the_local_dataset_and_reports_a_broken_file(corpus, tiny, local_out,
+                                                                ray_local, tmp_path):
+    local, ls = local_out
+    done: list[tuple[str, int]] = []
+    s = run_ray(*corpus, tmp_path, tiny, opts=RAY_OPTS, on_file=lambda f, n: done.append((f, n)))
+    assert_same_dataset(local, tmp_path)
+    assert s.clips == ls.clips == len(DURATIONS) + 2  # two clips give two windows each
+    assert s.failed == ls.failed and list(s.failed) == [BROKEN]
+    assert "cannot open" in s.failed[BROKEN]
+    assert s.notes == ls.notes and s.files_ok == len(DURATIONS) and s.cached == 0
+    summary = json.loads((tmp_path / "extract_summary.json").read_text())
+    assert summary["failed"] == ls.failed and summary["clips"] == s.clips
+    # every file finished once; a 10-s clip at 2 frames a second has 20 distinct frames
+    assert sorted(f for f, _ in done) == sorted([f"clip{i:02d}.mp4" for i in
+                                                 range(len(DURATIONS))] + [BROKEN])
+    frames = dict(done)
+    assert frames["clip00.mp4"] == 10 * K and frames["clip03.mp4"] == 20 * K
+    assert frames[BROKEN] == 0
+
+
+def test_an_interrupted_run_resumes_from_the_cache(corpus, tiny, local_out, ray_local,
+                                                   tmp_path):
+    def stop_after_three(file: str, frames: int) -> None:
+        if len(cached(tmp_path)) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_ray(*corpus, tmp_path, tiny, opts=RAY_OPTS, on_file=stop_after_three)
+    assert len(cached(tmp_path)) == 3
+    assert not (tmp_path / "visual_feature.h5").exists()
+    s = run_ray(*corpus, tmp_path, tiny, opts=RAY_OPTS)
+    assert s.cached == 3 and s.files_ok == len(DURATIONS) and list(s.failed) == [BROKEN]
+    assert_same_dataset(local_out[0], tmp_path)
+
+
+def test_ray_and_local_share_one_cache(corpus, tiny, local_out, ray_local, tmp_path):
+    """A local run's cache is a Ray run's: nothing left to extract, the same dataset (and the
+    other way round: the resumed run above is a Ray cache read by the same finish)."""
+    local, _ = local_out
+    out = tmp_path / "mixed"
+    (out / "clips").mkdir(parents=True)
+    for p in (local / "clips").iterdir():
+        (out / "clips" / p.name).write_bytes(p.read_bytes())
+    s = run_ray(*corpus, out, tiny, opts=RAY_OPTS)
+    assert s.cached == len(DURATIONS) and s.files_ok == len(DURATIONS)
+    assert_same_dataset(local, out)
+
+
+def test_actors_that_cannot_be_placed_are_one_line(corpus, tiny, ray_local, tmp_path):
+    with pytest.raises(UserError, match="--ray-actors") as e:
+        run_ray(*corpus, tmp_path, tiny, opts=RayOptions(actors=4))
+    assert "\n" not in str(e.value) and "2 CPUs" in str(e.value)
+
+
+# ---- without Ray -----------------------------------------------------------------------------
+
+def test_assembler_puts_windows_together_in_any_order():
+    def row(index, w, last=False, info=""):
+        return {"index": index, "window": w, "last": last, "info": info,
+                "audio": np.full((10, 128), w, np.float32),
+                "visual": np.full((10, 7, 7, 512), 10 * index + w, np.float32)}
+
+    asm = Assembler()
+    end = json.dumps({"duration": 23.0, "notes": ["two windows"]})
+    assert asm.add(row(7, 1, last=True, info=end)) is None  # the last window came first
+    assert asm.add(row(3, 0)) is None
+    index, ff = asm.add(row(7, 0))
+    assert index == 7 and ff.audio.shape == (2, 10, 128) and ff.visual.shape == (2, 10, 7, 7, 512)
+    assert [float(ff.visual[w, 0, 0, 0, 0]) for w in (0, 1)] == [70.0, 71.0]
+    assert list(ff.starts) == [0.0, 10.0] and ff.duration == 23.0 and ff.notes == ["two windows"]
+    error = {"index": 3, "window": ERROR_WINDOW, "last": True,
+             "info": json.dumps({"error": "decode error near 12.0 s"})}
+    assert asm.add(error) == (3, "decode error near 12.0 s")  # its window 0 is dropped
+    assert asm.add(row(3, 1, last=True, info=end)) is None  # a late window of a failed file
+    assert not asm.windows and not asm.ends
+
+
+def test_options_and_resources_are_checked_in_one_line():
+    for bad, flag in ((dict(actors=0), "--ray-actors"), (dict(batch=0), "--ray-batch"),
+                      (dict(actor_cpus=0), "--ray-actor-cpus"), (dict(retries=-1), "--ray-retries"),
+                      (dict(device="tpu"), "--device"),
+                      (dict(gpus_per_actor=1.0), "--ray-gpus-per-actor")):
+        with pytest.raises(UserError, match=flag):
+            RayOptions(**bad)
+    gpu = RayOptions(device="cuda", actors=3)
+    assert gpu.gpus == 0.5 and gpu.needs() == (5.0, 2.0)
+    assert gpu.run_options(RunOptions())["device"] == "cuda"
+    check_resources(gpu, {"CPU": 8.0, "GPU": 2.0})
+    with pytest.raises(UserError, match="1 GPUs"):
+        check_resources(gpu, {"CPU": 8.0, "GPU": 1.0})
+    assert rate_line(300, 10.0) == "extracting, 30.0 frames/s"
+
+
+def test_cli_without_ray_says_what_to_install(corpus, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if not installed
+    videos, ann = corpus
+    with pytest.raises(SystemExit) as e:
+        run_cli(lambda: extract.main(["--videos", str(videos), "--annotations", str(ann),
+                                      "--out", str(tmp_path), "--random-weights", "--ray"]))
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "\n" not in err and RAY_EXTRA in err
+    assert not (tmp_path / "clips").exists()
