@@ -57,8 +57,8 @@ LOCAL = "local"  # `--ray` without an address: a Ray started on this machine
 DECODE_CPUS = 1.0  # a decode task: PyAV decoding and the 224 x 224 resize
 CUDA_GPUS_PER_ACTOR = 0.5  # default on a GPU: a VGG19 and a VGGish actor share one
 ERROR_WINDOW = -1  # the `window` of a row that reports a file's ClipError
-# Ray Data's own bars take lines 0 (the dataset) to 4 (read, decode, VGG19, VGGish); ours is next
-BAR_LINE = 5
+# Ray Data's own bars take lines 0 (the dataset) to 3 (read + decode, VGG19, VGGish); ours is next
+BAR_LINE = 4
 
 Row = dict[str, np.ndarray]  # one-row batch: every column holds one value
 
@@ -222,7 +222,10 @@ class VisualActor:
     `frames` (how many went through VGG19)."""
 
     def __init__(self, net, preprocess: str, identity: str, options: dict[str, object]) -> None:
-        self.extractor = VisualExtractor(net, preprocess, RunOptions(**options), identity)
+        """`net`: VGG19 in Ray's object store (an ObjectRef), fetched once here."""
+        import ray
+
+        self.extractor = VisualExtractor(ray.get(net), preprocess, RunOptions(**options), identity)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch["window"])
@@ -243,7 +246,11 @@ class AudioActor:
 
     def __init__(self, net, postprocess: str, pca, identity: str,
                  options: dict[str, object]) -> None:
-        self.extractor = AudioExtractor(net, postprocess, pca, RunOptions(**options), identity)
+        """`net`: VGGish in Ray's object store (an ObjectRef), fetched once here."""
+        import ray
+
+        self.extractor = AudioExtractor(ray.get(net), postprocess, pca, RunOptions(**options),
+                                        identity)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch["window"])
@@ -304,6 +311,7 @@ class FilesBar:
 
         self.bar = tqdm_ray.tqdm(total=total, desc=rate_line(0, 0.0), unit=" files",
                                  position=BAR_LINE)
+        self.bar.refresh()  # drawn from the start, not at the first file
         self.frames = 0
         self.t0 = time.monotonic()
 
@@ -355,17 +363,19 @@ def pipeline(job: Job, todo: list[tuple[int, str]], ex: Extractors, opts: RayOpt
     """The Ray Data dataset of the files in `todo` (not executed until iterated)."""
     ray = require_ray()
     visual, audio = ex.visual, ex.audio
-    ds = ray.data.range(len(todo), override_num_blocks=len(todo))  # a task per file
-    ds = ds.map_batches(decode_files, batch_size=1, num_cpus=DECODE_CPUS,
+    # a block, so a task, per file: a file lost after the retries loses no other
+    ds = ray.data.range(len(todo), override_num_blocks=len(todo))
+    ds = ds.map_batches(decode_files, batch_size=None, num_cpus=DECODE_CPUS,
                         fn_kwargs={"todo": todo, "videos": str(job.videos.resolve()),
                                    "fmt": job.ann.format, "k": ex.recipe.frames_per_segment,
                                    "policy": job.policy})
     actor_args = {"num_cpus": opts.actor_cpus, "num_gpus": opts.gpus, "batch_size": opts.batch}
     ds = ds.map_batches(VisualActor, compute=ray.data.ActorPoolStrategy(size=opts.actors),
-                        fn_constructor_args=(visual.net, visual.preprocess, visual.identity,
-                                             opts.run_options(visual.options)), **actor_args)
+                        fn_constructor_args=(ray.put(visual.net), visual.preprocess,
+                                             visual.identity, opts.run_options(visual.options)),
+                        **actor_args)
     ds = ds.map_batches(AudioActor, compute=ray.data.ActorPoolStrategy(size=opts.audio_actors),
-                        fn_constructor_args=(audio.net, audio.postprocess, audio.pca,
+                        fn_constructor_args=(ray.put(audio.net), audio.postprocess, audio.pca,
                                              audio.identity, opts.run_options(audio.options)),
                         **actor_args)
     ctx = ds.context  # this dataset's settings only
