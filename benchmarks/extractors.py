@@ -1,98 +1,207 @@
-"""Extractor throughput on this machine: VGG19 frames/s and VGGish examples/s, side by side for
-fp32 NCHW, fp32 channels_last and bf16 (autocast, channels_last).
+"""Extractor paths side by side on this machine: VGG19 (pool5) and VGGish, every way to run them,
+at one and two threads, batch 1 (live: one frame as it arrives, one example per segment) and a
+small batch (the frames that are waiting). Prints a markdown table for benchmarks/RESULTS.md.
 
-    .venv/bin/python -m benchmarks.extractors               # 5 timed repeats per case
-    .venv/bin/python -m benchmarks.extractors --reps 9 --device cuda
+    .venv/bin/python -m benchmarks.extractors                          # everything, 3 repeats
+    .venv/bin/python -m benchmarks.extractors --threads 1 --batches 1 --paths fp32,openvino
 
-Random weights (speed does not depend on the values). Cases are interleaved within each repeat
-so a burst of load from other processes hits all of them alike; medians of wall time and of
-process CPU time (all threads) per item are reported. Batch 1
-is the live case (one frame as it arrives, one example per segment); the larger batch is
-offline extraction. The log-mel front end (NumPy, per example) is timed too.
+Cases: every path of `model.extractors.paths.PATHS` (fp32 = today's live path: eager fp32
+channels_last), whether or not `choose` would try it on this CPU, plus three it never tries:
+`autocast-bf16` (the extractors' `--precision bf16`), `onnxruntime` (ONNX Runtime fp32: slower
+than OpenVINO or within noise of it) and `int8-onnxruntime` (ONNX Runtime static int8,
+per-channel weights, calibrated on generated inputs other than the probe set). Random weights
+(seeded): speed does not depend on the values, and the fidelity gate compares a path with fp32
+on the same weights. Within each thread count all cases are built first and then timed in
+interleaved rounds (A B C A B C), so a burst of load from other processes hits them alike;
+medians of wall and process CPU time per item. `cosine` is the gate's figure: min over the probe
+set of cos(path, fp32); `gate` says whether `model.extractors.paths` would accept it, `tried`
+whether `choose` tries the path on this CPU at all (else why not). The last lines: what `choose`
+would pick here from these batch-1 figures, and what it would pick with nothing skipped.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import os
+import resource
 import statistics
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn as nn
 
-from model.extractors import RunOptions, vgg19, vggish
-from model.extractors.audio import AudioExtractor
+from model.extractors import vgg19, vggish
+from model.extractors.cpu import cpu_info, library_versions
+from model.extractors.paths import (
+    COSINE_FLOOR,
+    PATHS,
+    BuildEnv,
+    Verdict,
+    min_cosine,
+    onnx_program,
+    pick,
+    probe_rgb,
+    probe_segments,
+    skip_reason,
+)
+from model.extractors.runtime import Runner, RunOptions, eager_runner, prepare
 from model.extractors.vggish_frontend import segment_example
-from model.extractors.visual import VisualExtractor
 
-CASES = {"fp32 NCHW": dict(precision="fp32", channels_last=False),
-         "fp32 channels_last": dict(precision="fp32", channels_last=True),
-         "bf16 channels_last": dict(precision="bf16", channels_last=True)}
+NETWORKS = ("vgg19", "vggish")
+EXTRA_CASES = ("autocast-bf16", "onnxruntime", "int8-onnxruntime")
+CALIBRATION_ITEMS = 8
 
 
-def timed(fn: object, *args: object) -> tuple[float, float]:
-    """(wall seconds, process CPU seconds, all threads) of one call."""
+def network(name: str) -> nn.Module:
+    net = vgg19.VGG19() if name == "vgg19" else vggish.VGGish()
+    net.init_random(0)
+    return net.eval()
+
+
+def inputs(name: str, n: int, seed: int) -> np.ndarray:
+    """n float32 network inputs: generated frames (VGG19) or generated segments (VGGish)."""
+    if name == "vgg19":
+        return vgg19.preprocess(probe_rgb(n, seed=seed), "ave")  # (n, 3, 224, 224)
+    segs = probe_segments(n, seed=seed)
+    return np.stack([segment_example(s) for s in segs])[:, None]  # (n, 1, 96, 64)
+
+
+def autocast_bf16(net: nn.Module, shape: tuple[int, ...], env: BuildEnv) -> Runner:
+    opts = RunOptions(precision="bf16")
+    return eager_runner(prepare(net, opts), opts)
+
+
+def ort_session(program: str | bytes, threads: int) -> Runner:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(program, so, providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"x": np.ascontiguousarray(x, np.float32)})[0]
+
+
+def onnxruntime(net: nn.Module, shape: tuple[int, ...], env: BuildEnv) -> Runner:
+    return ort_session(onnx_program(net, shape, env), env.threads)
+
+
+def int8_onnxruntime(calibration: np.ndarray) -> Callable[..., Runner]:
+    def build(net: nn.Module, shape: tuple[int, ...], env: BuildEnv) -> Runner:
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+
+        class Reader(CalibrationDataReader):
+            def __init__(self) -> None:
+                self.items = iter([{"x": calibration[i:i + 1]} for i in range(len(calibration))])
+
+            def get_next(self) -> dict[str, np.ndarray] | None:
+                return next(self.items, None)
+
+        assert env.engines is not None
+        int8 = env.engines / f"{type(net).__name__.lower()}-int8.onnx"
+        quantize_static(onnx_program(net, shape, env), str(int8), Reader(),
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
+        return ort_session(str(int8), env.threads)
+
+    return build
+
+
+def timed(run: Runner, x: np.ndarray) -> tuple[float, float]:
+    """(wall, process CPU) milliseconds per item of one call."""
     t0, c0 = time.perf_counter(), time.process_time()
-    fn(*args)  # type: ignore[operator]
-    return time.perf_counter() - t0, time.process_time() - c0
+    run(x)
+    return 1e3 * (time.perf_counter() - t0) / len(x), 1e3 * (time.process_time() - c0) / len(x)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--frames-batch", type=int, default=8)
-    p.add_argument("--examples-batch", type=int, default=10)
+    p.add_argument("--reps", type=int, default=3, help="timed rounds after one warm-up round")
+    p.add_argument("--threads", default="2,1", help="thread counts, comma-separated")
+    p.add_argument("--batches", default="1,4", help="batch sizes, comma-separated")
+    p.add_argument("--networks", default=",".join(NETWORKS))
+    p.add_argument("--paths", default=",".join([*PATHS, *EXTRA_CASES]),
+                   help="cases to run, comma-separated")
     args = p.parse_args()
+    threads = [int(t) for t in args.threads.split(",")]
+    batches = [int(b) for b in args.batches.split(",")]
+    names = args.paths.split(",")
 
-    rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (args.frames_batch, 360, 640, 3), dtype=np.uint8)
-    segments = rng.normal(0, 0.1, (args.examples_batch, 16000)).astype(np.float32)
-    vnet, anet = vgg19.VGG19(), vggish.VGGish()
-    vnet.init_random(0)
-    anet.init_random(1)
-    ext = {}
-    for name, kw in CASES.items():  # own copies: channels_last converts a module in place
-        vnet, anet = copy.deepcopy(vnet), copy.deepcopy(anet)
-        opts = RunOptions(device=args.device, batch_size=max(args.frames_batch,
-                                                             args.examples_batch), **kw)
-        ext[name] = (VisualExtractor(vnet, "ave", opts), AudioExtractor(anet, "ave", None, opts))
-
-    load0 = os.getloadavg()[0]
-    times: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for rep in range(args.reps + 1):  # repeat 0 is the warm-up
-        for name, (v, a) in ext.items():
-            cases = {("VGG19", "1"): (v.frame_features, frames[:1]),
-                     ("VGG19", str(args.frames_batch)): (v.frame_features, frames),
-                     ("VGGish", "1"): (a.segments, segments[:1]),
-                     ("VGGish", str(args.examples_batch)): (a.segments, segments)}
-            for (net, batch), (fn, x) in cases.items():
-                wall, cpu = timed(fn, x)
-                if rep:
-                    times.setdefault((f"{net} {name}", batch), []).append(
-                        (wall / len(x), cpu / len(x)))
-    frontend = [timed(segment_example, segments[i % len(segments)])[0] for i in range(50)]
-    load1 = os.getloadavg()[0]
-
-    base = ext["fp32 NCHW"]
-    ref_v = base[0].frame_features(frames[:2])
-    ref_a = base[1].segments(segments[:4])
-    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{args.reps} repeats, load average {load0:.1f} -> {load1:.1f}")
-    print(f"{'case':34s} {'batch':>5s} {'ms/item':>9s} {'items/s':>8s} {'CPU ms/item':>12s}")
-    for (case, batch), ts in times.items():
-        wall = statistics.median(t for t, _ in ts)
-        cpu = statistics.median(c for _, c in ts)
-        print(f"{case:34s} {batch:>5s} {1e3 * wall:9.1f} {1 / wall:8.2f} {1e3 * cpu:12.1f}")
-    fe = statistics.median(frontend)
-    print(f"{'log-mel front end (NumPy)':34s} {'1':>5s} {1e3 * fe:9.2f} {1 / fe:8.0f}")
-    for name, (v, a) in ext.items():
-        dv = np.abs(v.frame_features(frames[:2]) - ref_v).max() / np.abs(ref_v).max()
-        da = np.abs(a.segments(segments[:4]) - ref_a).max() / max(np.abs(ref_a).max(), 1e-12)
-        print(f"max |diff| / max |fp32 NCHW|, {name}: VGG19 {dv:.1e}, VGGish {da:.1e}")
+    info = cpu_info()
+    print(f"CPU: {info.describe()}; {os.cpu_count()} logical CPUs")
+    print(f"libraries: {', '.join(f'{k} {v}' for k, v in library_versions().items())}")
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    rows, verdicts = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for net_name in args.networks.split(","):
+            net = network(net_name)
+            probe = inputs(net_name, 3, seed=0)  # the gate's probe set
+            x = inputs(net_name, max(batches), seed=1)
+            calibration = inputs(net_name, CALIBRATION_ITEMS, seed=2)
+            builds = {**{n: PATHS[n].build for n in PATHS}, "autocast-bf16": autocast_bf16,
+                      "onnxruntime": onnxruntime, "int8-onnxruntime": int8_onnxruntime(calibration)}
+            for n_threads in threads:
+                torch.set_num_threads(n_threads)
+                env = BuildEnv(n_threads, Path(tmp))
+                runners, cosines, build_s, failed = {}, {}, {}, {}
+                expected = builds["fp32"](net, x.shape[1:], env)(probe)
+                for name in names:
+                    t0 = time.perf_counter()
+                    try:
+                        run = builds[name](net, x.shape[1:], env)
+                        cosines[name] = min_cosine(expected, run(probe))
+                    except Exception as e:  # report, keep measuring the others
+                        failed[name] = str(e).splitlines()[0][:100]
+                        continue
+                    build_s[name] = time.perf_counter() - t0
+                    runners[name] = run
+                times: dict[tuple[str, int], list[tuple[float, float]]] = {}
+                for rep in range(args.reps + 1):  # round 0 warms up
+                    for b in batches:
+                        for name, run in runners.items():
+                            t = timed(run, x[:b])
+                            if rep:
+                                times.setdefault((name, b), []).append(t)
+                for name, why in failed.items():
+                    rows.append((net_name, name, n_threads, "-", "-", "-", "-", "-", "-",
+                                 f"failed: {why}", "-", "-"))
+                for (name, b), ts in times.items():
+                    wall = statistics.median(t for t, _ in ts)
+                    cpu = statistics.median(c for _, c in ts)
+                    base = statistics.median(t for t, _ in times[("fp32", b)]) \
+                        if ("fp32", b) in times else float("nan")
+                    cos = cosines[name]
+                    gate = "pass" if cos >= COSINE_FLOOR else "refused"
+                    spec = PATHS.get(name)
+                    tried = (skip_reason(spec, info) or "tried") if spec else "benchmark only"
+                    rows.append((net_name, name, n_threads, b, f"{wall:.1f}", f"{1e3 / wall:.2f}",
+                                 f"{cpu:.1f}", f"{base / wall:.2f}x", f"{cos:.7f}", gate, tried,
+                                 f"{build_s[name]:.1f}"))
+                    if b == 1 and spec is not None:
+                        verdicts.setdefault((net_name, n_threads), []).append(
+                            Verdict(name, cos, wall, None if gate == "pass" else "cosine"))
+    print(f"load average after: {os.getloadavg()[0]:.2f}; peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.1f} GB")
+    print()
+    print("| network | path | threads | batch | wall ms/item | items/s | CPU ms/item | "
+          "vs fp32 | min cosine | gate | tried by `choose` here | build s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(str(c) for c in row) + " |")
+    print()
+    for (net_name, n_threads), vs in verdicts.items():
+        tried = [v for v in vs if skip_reason(PATHS[v.path], info) is None]
+        if any(v.path == "fp32" for v in tried):
+            print(f"{net_name}, {n_threads} threads: `choose` picks {pick(tried)}; "
+                  f"with nothing skipped {pick(vs)}")
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def test_cpuinfo_flags_that_matter_and_native_bf16():
 
 
 def test_machine_key_changes_with_cpu_flags_and_versions():
-    versions = {"torch": "2.13.0", "onnxruntime": "1.32.0"}
+    versions = {"torch": "2.13.0", "openvino": "2026.4.1"}
     key = machine_key(AVX2, versions)
     assert machine_key(AVX2, dict(versions)) == key
     assert machine_key(AMX, versions) != key

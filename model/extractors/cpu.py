@@ -24,7 +24,7 @@ FLAGS_THAT_MATTER = ("avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "
                      "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # libraries whose version changes the speed or the numbers of a path
-LIBRARIES = ("torch", "onnxruntime", "openvino")
+LIBRARIES = ("torch", "openvino")
 
 
 @dataclass(frozen=True)

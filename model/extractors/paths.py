@@ -9,9 +9,8 @@ the fastest faithful one on this machine, and the per-machine cache of that choi
 Paths (PATHS, tried in that order):
   fp32          eager fp32 channels_last: today's live path, and the reference of the gate
   bf16          the whole network cast to bf16 once (autocast re-casts every call), channels_last
-  openvino      OpenVINO fp32 (optional extra `pip install openvino`)
+  openvino      OpenVINO fp32 (optional: `pip install openvino`), from the network's ONNX export
   openvino-bf16 OpenVINO with bf16 inference
-  onnxruntime   ONNX Runtime fp32 (optional extra `pip install onnxruntime`)
   compile-fp32, compile-bf16   torch.compile with freezing (rebuilt at every start)
 The gate: a candidate's output on a fixed probe set against fp32's; cosine >= COSINE_FLOOR for
 every item or the candidate is refused. The choice: the fastest faithful candidate at batch 1
@@ -128,16 +127,6 @@ def onnx_program(net: nn.Module, shape: tuple[int, ...], env: BuildEnv) -> str |
     return str(path)
 
 
-def _onnxruntime(net: nn.Module, shape: tuple[int, ...], env: BuildEnv) -> Runner:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = env.threads, 1
-    session = ort.InferenceSession(onnx_program(net, shape, env), so,
-                                   providers=["CPUExecutionProvider"])
-    return lambda x: session.run(None, {"x": np.ascontiguousarray(x, np.float32)})[0]
-
-
 def _openvino(precision: str) -> Build:
     def build(net: nn.Module, shape: tuple[int, ...], env: BuildEnv) -> Runner:
         import openvino as ov
@@ -177,7 +166,6 @@ PATHS: dict[str, PathSpec] = {
     "openvino": PathSpec("OpenVINO fp32", _openvino("f32"), _module_missing("openvino")),
     "openvino-bf16": PathSpec("OpenVINO bf16", _openvino("bf16"), _module_missing("openvino"),
                               bf16=True),
-    "onnxruntime": PathSpec("ONNX Runtime fp32", _onnxruntime, _module_missing("onnxruntime")),
     "compile-fp32": PathSpec("torch.compile (freezing) fp32", _torch(torch.float32, True),
                              _compiler_missing, compiles=True),
     "compile-bf16": PathSpec("torch.compile (freezing), whole network bf16",

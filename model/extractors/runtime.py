@@ -6,7 +6,7 @@
 
 A `Runner` is one way of running a network: float32 numpy (n, ...) in, float32 numpy out.
 `eager_runner(net, opts)` is the plain PyTorch one; `model.extractors.paths` builds the others
-(whole-model bf16, compiled, ONNX Runtime, OpenVINO) and picks one per machine.
+(whole-model bf16, compiled, OpenVINO) and picks one per machine.
 """
 
 from __future__ import annotations
