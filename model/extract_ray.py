@@ -55,6 +55,11 @@ from model.segments import ClosedSegment, Shot, compute_features, mean_feature
 RAY_EXTRA = "pip install -e '.[ray]'"
 LOCAL = "local"  # `--ray` without an address: a Ray started on this machine
 DECODE_CPUS = 1.0  # a decode task: PyAV decoding and the 224 x 224 resize
+# Memory an actor reserves: one process peaks at 0.76 GB running VGG19 (batch 16) and 0.88 GB
+# running VGGish (40 segments), plus the copy Ray deserializes the weights from. Reserving it
+# also keeps Ray Data from fusing the decode tasks into the VGG19 actors (it fuses a task into
+# the next actor when their resources are equal), which would decode one file after another.
+ACTOR_MEMORY = 2 * 2**30
 CUDA_GPUS_PER_ACTOR = 0.5  # default on a GPU: a VGG19 and a VGGish actor share one
 ERROR_WINDOW = -1  # the `window` of a row that reports a file's ClipError
 # Ray Data's own bars take lines 0 (the dataset) to 3 (read + decode, VGG19, VGGish); ours is next
@@ -101,10 +106,11 @@ class RayOptions:
             return self.gpus_per_actor
         return CUDA_GPUS_PER_ACTOR if self.device.startswith("cuda") else 0.0
 
-    def needs(self) -> tuple[float, float]:
-        """(CPUs, GPUs) the actors and one decode task reserve together."""
+    def needs(self) -> dict[str, float]:
+        """The Ray resources the actors and one decode task reserve together."""
         n = self.actors + self.audio_actors
-        return n * self.actor_cpus + DECODE_CPUS, n * self.gpus
+        return {"CPU": n * self.actor_cpus + DECODE_CPUS, "GPU": n * self.gpus,
+                "memory": n * ACTOR_MEMORY}
 
     def run_options(self, base: RunOptions) -> dict[str, object]:
         """An actor's RunOptions (as a dict: the driver may have no GPU to check "cuda"
@@ -331,10 +337,9 @@ def connect(opts: RayOptions) -> tuple[bool, str | None]:
     ray = require_ray()
     if ray.is_initialized():
         return False, None
-    need_cpus, _ = opts.needs()
     try:
         if opts.address is None:  # enough CPUs for the actors plus one decode task at a time
-            ctx = ray.init(num_cpus=max(os.cpu_count() or 1, math.ceil(need_cpus)))
+            ctx = ray.init(num_cpus=max(os.cpu_count() or 1, math.ceil(opts.needs()["CPU"])))
         else:
             ctx = ray.init(address=opts.address)
     except Exception as e:  # Ray raises ConnectionError, RuntimeError, ValueError ...
@@ -348,14 +353,17 @@ def connect(opts: RayOptions) -> tuple[bool, str | None]:
 def check_resources(opts: RayOptions, have: dict[str, float]) -> None:
     """UserError when the actors and one decode task cannot all be placed: the run would wait
     for them forever."""
-    cpus, gpus = opts.needs()
-    have_cpu, have_gpu = have.get("CPU", 0.0), have.get("GPU", 0.0)
-    if cpus > have_cpu + 1e-9 or gpus > have_gpu + 1e-9:
+    need = opts.needs()
+    short = [k for k in need if need[k] > have.get(k, 0.0) + 1e-9]
+    if short:
+        def amounts(r: dict[str, float]) -> str:
+            return (f"{r.get('CPU', 0):g} CPUs, {r.get('GPU', 0):g} GPUs and "
+                    f"{r.get('memory', 0) / 2**30:.1f} GiB of memory")
+
         raise UserError(
-            f"Ray has {have_cpu:g} CPUs and {have_gpu:g} GPUs, the "
-            f"{opts.actors + opts.audio_actors} actors and a decode task need {cpus:g} CPUs and "
-            f"{gpus:g} GPUs: lower --ray-actors, --ray-audio-actors, --ray-actor-cpus or "
-            "--ray-gpus-per-actor, or add nodes")
+            f"Ray has {amounts(have)}, the {opts.actors + opts.audio_actors} actors and a decode "
+            f"task need {amounts(need)}: lower --ray-actors, --ray-audio-actors, "
+            "--ray-actor-cpus or --ray-gpus-per-actor, or add nodes")
 
 
 def pipeline(job: Job, todo: list[tuple[int, str]], ex: Extractors, opts: RayOptions,
@@ -369,7 +377,8 @@ def pipeline(job: Job, todo: list[tuple[int, str]], ex: Extractors, opts: RayOpt
                         fn_kwargs={"todo": todo, "videos": str(job.videos.resolve()),
                                    "fmt": job.ann.format, "k": ex.recipe.frames_per_segment,
                                    "policy": job.policy})
-    actor_args = {"num_cpus": opts.actor_cpus, "num_gpus": opts.gpus, "batch_size": opts.batch}
+    actor_args = {"num_cpus": opts.actor_cpus, "num_gpus": opts.gpus, "memory": ACTOR_MEMORY,
+                  "batch_size": opts.batch}
     ds = ds.map_batches(VisualActor, compute=ray.data.ActorPoolStrategy(size=opts.actors),
                         fn_constructor_args=(ray.put(visual.net), visual.preprocess,
                                              visual.identity, opts.run_options(visual.options)),

@@ -23,6 +23,7 @@ from model.extract_ray import (
     Assembler,
     RayOptions,
     check_resources,
+    pipeline,
     rate_line,
     run_ray,
 )
@@ -191,10 +192,23 @@ def test_ray_and_local_share_one_cache(corpus, tiny, local_out, ray_local, tmp_p
     assert_same_dataset(local, out)
 
 
+def test_decoding_stays_a_task_per_file_beside_the_actors(corpus, tiny, ray_local, tmp_path,
+                                                          capsys):
+    """Ray Data fuses a task into the next actor when their resources match (1 CPU each by
+    default): decoding would then run inside the VGG19 actors, one file after another."""
+    job = extract.plan(*corpus, tmp_path, tiny.recipe)
+    todo = list(enumerate(f.file for f in job.files))
+    pipeline(job, todo, tiny, RayOptions(), progress=False).explain()
+    physical = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
+    assert "TaskPoolMapOperator[ReadRange->MapBatches(decode_files)]" in physical
+    assert "ActorPoolMapOperator[MapBatches(VisualActor)]" in physical
+    assert "ActorPoolMapOperator[MapBatches(AudioActor)]" in physical
+
+
 def test_actors_that_cannot_be_placed_are_one_line(corpus, tiny, ray_local, tmp_path):
     with pytest.raises(UserError, match="--ray-actors") as e:
         run_ray(*corpus, tmp_path, tiny, opts=RayOptions(actors=4))
-    assert "\n" not in str(e.value) and "2 CPUs" in str(e.value)
+    assert "\n" not in str(e.value) and "Ray has 2 CPUs" in str(e.value)
 
 
 # ---- without Ray -----------------------------------------------------------------------------
@@ -228,11 +242,13 @@ def test_options_and_resources_are_checked_in_one_line():
         with pytest.raises(UserError, match=flag):
             RayOptions(**bad)
     gpu = RayOptions(device="cuda", actors=3)
-    assert gpu.gpus == 0.5 and gpu.needs() == (5.0, 2.0)
+    assert gpu.gpus == 0.5 and gpu.needs() == {"CPU": 5.0, "GPU": 2.0, "memory": 8 * 2**30}
     assert gpu.run_options(RunOptions())["device"] == "cuda"
-    check_resources(gpu, {"CPU": 8.0, "GPU": 2.0})
-    with pytest.raises(UserError, match="1 GPUs"):
-        check_resources(gpu, {"CPU": 8.0, "GPU": 1.0})
+    check_resources(gpu, {"CPU": 8.0, "GPU": 2.0, "memory": 16 * 2**30})
+    for short in ({"GPU": 1.0}, {"CPU": 4.0}, {"memory": 7 * 2**30}):
+        with pytest.raises(UserError, match="Ray has") as e:
+            check_resources(gpu, {"CPU": 8.0, "GPU": 2.0, "memory": 16 * 2**30} | short)
+        assert "need 5 CPUs, 2 GPUs and 8.0 GiB of memory" in str(e.value)
     assert rate_line(300, 10.0) == "extracting, 30.0 frames/s"
 
 
