@@ -55,6 +55,8 @@ def test_cpuinfo_flags_that_matter_and_native_bf16():
     _, spr_flags = parse_cpuinfo(cpuinfo_text("Xeon", spr))
     assert {"amx_bf16", "amx_int8", "avx_vnni"} <= set(spr_flags)
     assert "no native bf16" in AVX2.describe() and "AMD EPYC" in AVX2.describe()
+    assert AVX2.short() == "AMD EPYC, AVX2, no native bf16"
+    assert AMX.short().endswith("AVX512, native bf16")
 
 
 def test_machine_key_changes_with_cpu_flags_and_versions():
@@ -160,7 +162,8 @@ def test_a_candidate_that_breaks_cosine_is_refused_and_the_next_is_used():
     np.testing.assert_allclose(run(x), 2.0 * PATHS["fp32"].build(tiny_vgg(), x.shape[1:],
                                                                    BuildEnv(1))(x), rtol=1e-6)
     line = choice.describe()
-    assert "\n" not in line and "VGG19 faithful" in line and "not used: degraded, broken" in line
+    assert "\n" not in line and "VGG19 faithful" in line
+    assert "refused: degraded (cosine 0.9" in line and "broken (failed: cannot convert" in line
     assert "2.0x fp32" in line and "min cosine 1.000000" in line
 
 
@@ -248,7 +251,7 @@ def test_build_extractors_auto_uses_the_cached_choice(tmp_path, monkeypatch):
     cache = ChoiceCache(tmp_path, key)
     threads = torch.get_num_threads()
     for network, ms in (("vgg19", 400.0), ("vggish", 30.0)):
-        verdicts = (Verdict("fp32", 1.0, ms), Verdict("bf16", refused="emulated here"))
+        verdicts = (Verdict("fp32", 1.0, ms), Verdict("bf16", refused="emulated", skipped=True))
         cache.store(f"{network}|random:seed=0|threads={threads}",
                     NetChoice(network, "fp32", "test entry", verdicts).to_dict())
     monkeypatch.setattr(paths, "probe_paths", None)  # a probe would fail loudly
@@ -259,6 +262,7 @@ def test_build_extractors_auto_uses_the_cached_choice(tmp_path, monkeypatch):
     assert ex.choice.visual.ms == 400.0 and ex.choice.audio.ms == 30.0
     line = ex.choice.describe()
     assert "\n" not in line and "(cached)" in line and "VGG19 fp32" in line
+    assert "1 not tried here" in line and factory.cpu_info().short() in line
     rgb = paths.probe_rgb(1, size=64)
     plain = VisualExtractor(ex.visual.net, "ave")  # no runner given: eager, as without auto
     assert plain.path == "fp32"

@@ -37,6 +37,10 @@ class CpuInfo:
     def native_bf16(self) -> bool:
         return any(f in self.flags for f in NATIVE_BF16_FLAGS)
 
+    def short(self) -> str:
+        return f"{self.model}, {self.torch_capability}, " + (
+            "native bf16" if self.native_bf16 else "no native bf16")
+
     def describe(self) -> str:
         flags = " ".join(self.flags) or "none of " + " ".join(FLAGS_THAT_MATTER)
         bf16 = "native bf16" if self.native_bf16 else "no native bf16 (no AVX-512-bf16, no AMX)"

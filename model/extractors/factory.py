@@ -152,4 +152,4 @@ def _choose_paths(vnet: vgg19.VGG19, anet: vggish.VGGish, visual_preprocess: str
                                 cache=cache, info=info)
     audio, arun = paths.choose("vggish", anet, examples, identity=aid, env=env,
                                cache=cache, info=info)
-    return PathChoice(info.describe(), visual, audio), vrun, arun
+    return PathChoice(info.short(), visual, audio), vrun, arun

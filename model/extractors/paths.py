@@ -52,7 +52,7 @@ NETWORK_NAMES = {"vgg19": "VGG19", "vggish": "VGGish"}
 CACHE_ENV = "JCA_LIVE_CACHE"
 CACHE_FILE = "extractor-paths.json"
 CACHE_FORMAT = "jca-live-extractor-paths"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -207,6 +207,7 @@ class Verdict:
     cosine: float | None = None  # min over the probe items against fp32
     ms: float | None = None  # median wall milliseconds per item at batch 1
     refused: str | None = None  # why it is not used (None: faithful)
+    skipped: bool = False  # not tried on this CPU (`skip_reason`), as against refused by the gate
 
 
 @dataclass(frozen=True)
@@ -228,8 +229,11 @@ class NetChoice:
         return self.verdict(self.path).ms
 
     def describe(self) -> str:
-        refused = [v.path for v in self.verdicts if v.refused is not None]
-        tail = f"; not used: {', '.join(refused)}" if refused else ""
+        refused = [f"{v.path} ({v.refused})" for v in self.verdicts
+                   if v.refused is not None and not v.skipped]
+        skipped = sum(v.skipped for v in self.verdicts)
+        tail = (f"; refused: {', '.join(refused)}" if refused else "") + \
+            (f"; {skipped} not tried here" if skipped else "")
         return f"{NETWORK_NAMES.get(self.network, self.network)} {self.path} ({self.reason}{tail})"
 
     def to_dict(self) -> dict[str, Any]:
@@ -247,7 +251,7 @@ class NetChoice:
 class PathChoice:
     """Both networks' paths on this machine: what the live app prints in one line."""
 
-    cpu: str  # CpuInfo.describe()
+    cpu: str  # CpuInfo.short()
     visual: NetChoice
     audio: NetChoice
 
@@ -302,7 +306,7 @@ def probe_paths(network: str, net: nn.Module, probe: np.ndarray, env: BuildEnv, 
         if name == REFERENCE:
             continue
         if (why := skip_reason(spec, info)) is not None:
-            verdicts[name] = Verdict(name, refused=why)
+            verdicts[name] = Verdict(name, refused=why, skipped=True)
             continue
         try:
             run = spec.build(net, shape, env)
