@@ -191,12 +191,14 @@ def error_row(index: int, message: str) -> Row:
                    counts=np.zeros((1, 1), np.int64), samples=np.zeros((1, 1), np.float32))
 
 
-def decode_files(batch: dict[str, np.ndarray], *, todo: list[tuple[int, str]], videos: str,
-                 fmt: str, k: int, policy: ClipPolicy) -> Iterator[Row]:
-    """Ray Data task: the files `batch["id"]` indexes in `todo` -> their window rows, the last
-    one flagged and carrying the file's duration and notes; a ClipError -> an error row."""
+def decode_files(batch: dict[str, np.ndarray], *, indices: np.ndarray, names: np.ndarray,
+                 videos: str, fmt: str, k: int, policy: ClipPolicy) -> Iterator[Row]:
+    """Ray Data task: the files `batch["id"]` picks from `indices` (into the job's files) and
+    `names` -> their window rows, the last one flagged and carrying the file's duration and
+    notes; a ClipError -> an error row. (numpy arrays: every task reads them from the object
+    store without a copy, however long the corpus.)"""
     for i in batch["id"]:
-        index, name = todo[int(i)]
+        index, name = int(indices[i]), str(names[i])
         cut = Cut()
         row = None
         try:
@@ -374,7 +376,9 @@ def pipeline(job: Job, todo: list[tuple[int, str]], ex: Extractors, opts: RayOpt
     # a block, so a task, per file: a file lost after the retries loses no other
     ds = ray.data.range(len(todo), override_num_blocks=len(todo))
     ds = ds.map_batches(decode_files, batch_size=None, num_cpus=DECODE_CPUS,
-                        fn_kwargs={"todo": todo, "videos": str(job.videos.resolve()),
+                        fn_kwargs={"indices": np.array([i for i, _ in todo], np.int64),
+                                   "names": np.array([name for _, name in todo], str),
+                                   "videos": str(job.videos.resolve()),
                                    "fmt": job.ann.format, "k": ex.recipe.frames_per_segment,
                                    "policy": job.policy})
     actor_args = {"num_cpus": opts.actor_cpus, "num_gpus": opts.gpus, "memory": ACTOR_MEMORY,
