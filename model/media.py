@@ -9,18 +9,27 @@ Stream time is the file's presentation time minus its origin (`stream_origin`), 
 replayed live and the same file extracted offline count segments from the same instant.
 - video: the first video track, each frame stamped by its timestamp; `rgb` converts a decoded
   frame (default: full-size RGB), and with `lazy` only when the consumer reads `Frame.rgb`.
+  The picture is turned upright as the file's display matrix says (a phone's portrait clip:
+  -90 degrees, a quarter turn clockwise), by quarter turns; a mirror in the matrix is not
+  undone (only its rotation part is applied).
 - audio: the first audio track, resampled to 16 kHz packed float and averaged over its
   channels, whatever the layout (mono to 7.1, named or not): the VGGish recipe, not FFmpeg's
   -3 dB downmix. Blocks are stamped by sample count from the first audio frame, so they are
   contiguous.
 Packets of the two tracks come in the order the file stores them; the segmenter cuts by
 timestamp, so the order across kinds does not matter.
+
+A file that breaks off is a `DecodeError` once the items before the break are given: an FFmpeg
+error part way, or data ending more than TRUNCATED_S before the end the file declares (a
+download or copy cut short; FFmpeg reads such a file to its cut without a word). `Extent` says
+how far the data went.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +42,32 @@ from model.items import Audio, Frame, Item
 # of a planar frame crashes the process with 8 or more channels.)
 AUDIO_FORMAT = "flt"
 FALLBACK_FPS = 25.0  # spacing of frames without a timestamp when the track declares no rate
+TRUNCATED_S = 1.0  # data ending this much before the declared end: the file is cut short
+QUARTER_TURN, HALF_TURN = 90, 180  # degrees
 
 
 class DecodeError(UserError):
     """The file stopped decoding part way through."""
+
+
+@dataclass
+class Extent:
+    """How far a file's data goes, in stream time, as `decode` reads it."""
+
+    declared: float | None = None  # where the file says its decoded tracks end (None: unsaid)
+    video: float | None = None  # the last frame's time plus one frame interval
+    audio: float | None = None  # the end of the last audio sample
+
+    @property
+    def read(self) -> float:
+        """Where the data read so far ends, either kind."""
+        return max(self.video or 0.0, self.audio or 0.0)
+
+    @property
+    def stream_end(self) -> float:
+        """The end of the stream by the segment rule (model.segments): the video's end, the
+        audio's without video."""
+        return self.video if self.video is not None else (self.audio or 0.0)
 
 
 def open_media(path: str | Path):
@@ -71,6 +102,31 @@ def stream_origin(container) -> float:
     return min(starts, default=0.0)
 
 
+def declared_end(container, streams) -> float | None:
+    """Where the file says `streams` end, in stream time: their own durations (mp4, mov), else
+    the container's (matroska); None if it says nothing."""
+    origin = stream_origin(container)
+    ends = [(float(s.start_time * s.time_base) if s.start_time is not None else origin)
+            - origin + float(s.duration * s.time_base)
+            for s in streams if s.duration and s.time_base]
+    if ends:
+        return max(ends)
+    return container.duration / 1e6 if container.duration else None
+
+
+def upright(image: np.ndarray, rotation: float) -> np.ndarray:
+    """(H, W, ...) turned counterclockwise by `rotation` degrees (a display matrix's angle,
+    PyAV's `VideoFrame.rotation`), to the nearest quarter turn; an angle outside [-180, 180]
+    (a singular matrix) leaves it as it is."""
+    turns = round(rotation / QUARTER_TURN) % 4 if abs(rotation) <= HALF_TURN else 0
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
+def display_rgb(rgb: Callable[[object], np.ndarray], frame) -> np.ndarray:
+    """`rgb(frame)` as the picture is shown: upright."""
+    return upright(rgb(frame), frame.rotation)
+
+
 def full_rgb(frame) -> np.ndarray:
     """A decoded video frame -> (H, W, 3) uint8 RGB."""
     return frame.to_ndarray(format="rgb24")
@@ -84,19 +140,23 @@ def mono(frame) -> np.ndarray:
     return x.mean(axis=1, dtype=np.float32)
 
 
-def decode(container, rgb: Callable[[object], np.ndarray] = full_rgb,
-           lazy: bool = False) -> Iterator[Item]:
+def decode(container, rgb: Callable[[object], np.ndarray] = full_rgb, lazy: bool = False,
+           extent: Extent | None = None) -> Iterator[Item]:
     """Frame and Audio items of one pass over the first video and audio tracks of `container`
-    (either may be absent), in decode order. Raises DecodeError if the file breaks off."""
+    (either may be absent), in decode order; `extent` follows how far they go. Raises
+    DecodeError if the file breaks off (see the module docstring)."""
     import av
 
     video = container.streams.video[0] if container.streams.video else None
     audio = container.streams.audio[0] if container.streams.audio else None
+    streams = [s for s in (video, audio) if s is not None]
     if video is not None:
         video.thread_type = "AUTO"
     origin = stream_origin(container)
     frame_dt = 1.0 / float(video.average_rate or FALLBACK_FPS) if video is not None else 0.0
     resampler = av.AudioResampler(format=AUDIO_FORMAT, rate=SAMPLE_RATE)  # layout kept
+    ext = extent if extent is not None else Extent()
+    ext.declared = declared_end(container, streams)
     audio_t0: float | None = None
     n_audio = 0
     last_t = -frame_dt
@@ -106,15 +166,20 @@ def decode(container, rgb: Callable[[object], np.ndarray] = full_rgb,
         for f in frames:
             x = mono(f)
             if len(x):
-                yield Audio(audio_t0 + n_audio / SAMPLE_RATE, x, SAMPLE_RATE)
+                t = audio_t0 + n_audio / SAMPLE_RATE
                 n_audio += len(x)
+                ext.audio = audio_t0 + n_audio / SAMPLE_RATE
+                yield Audio(t, x, SAMPLE_RATE)
 
+    name = Path(container.name).name
     try:
-        for packet in container.demux([s for s in (video, audio) if s is not None]):
+        for packet in container.demux(streams):
             for f in packet.decode():
                 if packet.stream is video:
                     last_t = f.time - origin if f.time is not None else last_t + frame_dt
-                    yield Frame(last_t, functools.partial(rgb, f) if lazy else rgb(f))
+                    ext.video = max(ext.video or 0.0, last_t + frame_dt)
+                    yield Frame(last_t, functools.partial(display_rgb, rgb, f) if lazy
+                                else display_rgb(rgb, f))
                 else:
                     if audio_t0 is None:
                         audio_t0 = (f.time if f.time is not None else origin) - origin
@@ -122,7 +187,10 @@ def decode(container, rgb: Callable[[object], np.ndarray] = full_rgb,
         if audio_t0 is not None:
             yield from audio_items(resampler.resample(None))
     except av.FFmpegError as e:
-        name = Path(container.name).name
-        raise DecodeError(f"{name}: decode error near {max(last_t, 0.0):.1f} s ({short_error(e)});"
-                          " the file is damaged past that point: re-encode it (e.g. ffmpeg -i IN "
-                          "OUT)") from None
+        raise DecodeError(f"{name}: decode error near {ext.read:.1f} s ({short_error(e)}); the "
+                          "file is damaged past that point: re-encode it (e.g. ffmpeg -i IN OUT)"
+                          ) from None
+    if ext.declared is not None and ext.declared - ext.read > TRUNCATED_S:
+        raise DecodeError(f"{name}: the data ends at {ext.read:.1f} s of the {ext.declared:.1f} s "
+                          "the file declares (cut short or damaged); use the complete file or "
+                          "re-encode it (e.g. ffmpeg -i IN OUT)")

@@ -4,8 +4,13 @@
     source = replay_source("clip.mp4", fast=True)    # as fast as consumed, nothing dropped
 
 The items are those offline extraction cuts (`model.media.decode`: the same stream time,
-full-size RGB frames, 16 kHz mono audio), so streaming features equal offline ones. In real
-time each item is released at its stream time (audio at its last sample).
+full-size upright RGB frames, 16 kHz mono audio), so streaming features equal offline ones. In
+real time each item is released at its stream time (audio at its last sample).
+
+A file that breaks off (a decode error, or data ending over a second before the end the file
+declares) ends the stream with a DecodeError after the items before the break. A clip too
+short for one segment (under 0.5 s) is refused: at open from the duration it declares, else
+once its data ends.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import threading
 from pathlib import Path
 
 from model.errors import UserError
-from model.media import DecodeError, decode, open_media
+from model.media import DecodeError, Extent, declared_end, decode, open_media
+from model.segments import segment_count
 from streamer.clock import Clock
 from streamer.sources import AUDIO, VIDEO, Audio, ItemQueue, Source, ThreadProducer
 
@@ -32,7 +38,16 @@ def open_container(path: str | Path):
         container.close()
         raise UserError(f"{p} has no audio track; the detector needs picture and sound "
                         "(pick a file with sound)")
+    declared = declared_end(container, [container.streams.video[0], container.streams.audio[0]])
+    if declared is not None and segment_count(declared) == 0:
+        container.close()
+        raise too_short(p, declared)
     return container
+
+
+def too_short(path: Path, seconds: float) -> UserError:
+    return UserError(f"{path} is {seconds:.2f} s long, shorter than half a segment (0.5 s): "
+                     "nothing to label; pass a clip of at least 0.5 s")
 
 
 class ReplayProducer(ThreadProducer):
@@ -45,8 +60,9 @@ class ReplayProducer(ThreadProducer):
         self.container = open_container(path)  # fail here, before any thread starts
 
     def capture(self, queue: ItemQueue, clock: Clock, stop: threading.Event) -> None:
+        extent = Extent()
         try:
-            for item in decode(self.container):
+            for item in decode(self.container, extent=extent):
                 ready = item.end if isinstance(item, Audio) else item.t
                 if self.realtime and not clock.sleep_until(ready, stop):
                     return
@@ -54,6 +70,8 @@ class ReplayProducer(ThreadProducer):
                     return
         finally:
             self.container.close()
+        if segment_count(extent.stream_end) == 0:
+            raise too_short(self.path, extent.stream_end)
 
     def stop(self) -> None:
         super().stop()
