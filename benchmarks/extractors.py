@@ -27,6 +27,7 @@ import resource
 import statistics
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,7 +43,6 @@ from model.extractors.paths import (
     BuildEnv,
     Verdict,
     min_cosine,
-    onnx_program,
     pick,
     probe_rgb,
     probe_segments,
@@ -75,7 +75,19 @@ def autocast_bf16(net: nn.Module, shape: tuple[int, ...], env: BuildEnv) -> Runn
     return eager_runner(prepare(net, opts), opts)
 
 
-def ort_session(program: str | bytes, threads: int) -> Runner:
+def onnx_file(net: nn.Module, shape: tuple[int, ...], env: BuildEnv) -> str:
+    """The network exported to ONNX (free batch axis) in `env.engines`; needs the onnx package."""
+    assert env.engines is not None
+    path = env.engines / f"{type(net).__name__.lower()}-{env.threads}.onnx"
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net.eval(), (torch.zeros(1, *shape),), str(path), input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
+                          dynamo=False)
+    return str(path)
+
+
+def ort_session(program: str, threads: int) -> Runner:
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -85,7 +97,7 @@ def ort_session(program: str | bytes, threads: int) -> Runner:
 
 
 def onnxruntime(net: nn.Module, shape: tuple[int, ...], env: BuildEnv) -> Runner:
-    return ort_session(onnx_program(net, shape, env), env.threads)
+    return ort_session(onnx_file(net, shape, env), env.threads)
 
 
 def int8_onnxruntime(calibration: np.ndarray) -> Callable[..., Runner]:
@@ -106,7 +118,7 @@ def int8_onnxruntime(calibration: np.ndarray) -> Callable[..., Runner]:
 
         assert env.engines is not None
         int8 = env.engines / f"{type(net).__name__.lower()}-int8.onnx"
-        quantize_static(onnx_program(net, shape, env), str(int8), Reader(),
+        quantize_static(onnx_file(net, shape, env), str(int8), Reader(),
                         quant_format=QuantFormat.QDQ, per_channel=True,
                         weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
         return ort_session(str(int8), env.threads)

@@ -144,7 +144,7 @@ class FakeTimer:
 
 
 def probe_input(n: int = 3) -> np.ndarray:
-    return vgg19.preprocess(paths.probe_rgb(n, size=32), "ave")  # (n, 3, 32, 32)
+    return vgg19.normalize(paths.probe_rgb(n, size=32), "ave")  # (n, 3, 32, 32), not resized
 
 
 def test_a_candidate_that_breaks_cosine_is_refused_and_the_next_is_used():
@@ -229,15 +229,21 @@ def test_every_runner_keeps_the_features_at_any_batch(name, tmp_path):
         assert min_cosine(want, got) > floor
 
 
-def test_exported_programs_are_kept_by_weights(tmp_path):
+def test_openvino_models_are_kept_by_weights(tmp_path):
+    pytest.importorskip("openvino")
     env = BuildEnv(1, tmp_path)
-    net = tiny_vgg()
-    first = paths.onnx_program(net, (3, 32, 32), env)
-    assert paths.onnx_program(net, (3, 32, 32), env) == first  # found, not exported again
+    net, x = tiny_vgg(), probe_input(2)
+    want = PATHS["fp32"].build(net, x.shape[1:], env)(x)
+    paths.openvino_model(net, x.shape[1:], env)
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert [p.rsplit(".", 1)[1] for p in kept] == ["bin", "xml"]
+    run = PATHS["openvino"].build(net, x.shape[1:], env)  # read back, not converted again
+    assert sorted(p.name for p in tmp_path.iterdir()) == kept
+    assert min_cosine(want, run(x)) > 1 - 1e-9  # the kept model is fp32, not compressed
     other = vgg19.VGG19(SMALL_VGG)
     other.init_random(1)
-    assert paths.onnx_program(other, (3, 32, 32), env) != first
-    assert isinstance(paths.onnx_program(net, (3, 32, 32), BuildEnv(1)), bytes)
+    paths.openvino_model(other, x.shape[1:], env)
+    assert len(list(tmp_path.iterdir())) == 4  # other weights, another model
 
 
 # ---- the extractors on a chosen path ----------------------------------------------------------

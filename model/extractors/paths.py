@@ -9,7 +9,7 @@ the fastest faithful one on this machine, and the per-machine cache of that choi
 Paths (PATHS, tried in that order):
   fp32          eager fp32 channels_last: today's live path, and the reference of the gate
   bf16          the whole network cast to bf16 once (autocast re-casts every call), channels_last
-  openvino      OpenVINO fp32 (optional: `pip install openvino`), from the network's ONNX export
+  openvino      OpenVINO fp32 (optional: `pip install openvino`), converted from the network
   openvino-bf16 OpenVINO with bf16 inference
   compile-fp32, compile-bf16   torch.compile with freezing (rebuilt at every start)
 The gate: a candidate's output on a fixed probe set against fp32's; cosine >= COSINE_FLOOR for
@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import io
 import json
 import os
 import statistics
+import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -41,13 +40,14 @@ import torch.nn as nn
 
 from model.extractors.cpu import CpuInfo, cpu_info
 from model.extractors.runtime import Runner, RunOptions, eager_runner, prepare
-from model.files import atomic_write_bytes, atomic_write_text
+from model.files import atomic_write_text
 
 REFERENCE = "fp32"
 COSINE_FLOOR = 0.9999  # min over the probe items of cos(candidate, fp32)
 MIN_SPEEDUP = 1.1  # a candidate replaces fp32 only if this much faster (else: timing noise)
 TIMING_ROUNDS = 3
 PROBE_ITEMS = 3
+MAX_BATCH = 1024  # the largest batch an exported program takes
 NETWORK_NAMES = {"vgg19": "VGG19", "vggish": "VGGish"}
 CACHE_ENV = "JCA_LIVE_CACHE"
 CACHE_FILE = "extractor-paths.json"
@@ -104,38 +104,39 @@ def _reference(net: nn.Module, shape: tuple[int, ...], env: BuildEnv) -> Runner:
     return eager_runner(prepare(net, opts), opts)
 
 
-def onnx_program(net: nn.Module, shape: tuple[int, ...], env: BuildEnv) -> str | bytes:
-    """The network as an ONNX program with a free batch axis: a file in `env.engines` named by
-    a digest of its weights, shape and torch version (exported once), or bytes without one."""
-    from model.backends.cache import weights_digest
+def openvino_model(net: nn.Module, shape: tuple[int, ...], env: BuildEnv) -> Any:
+    """The network as an OpenVINO model with a free batch axis (fp32 weights). With
+    `env.engines` it is kept there as IR (.xml + .bin) named by a digest of its weights, shape
+    and the torch and OpenVINO versions: converted once, read back at later starts."""
+    import openvino as ov
 
     path = None
     if env.engines is not None:
-        digest = weights_digest(net, {"shape": shape, "torch": torch.__version__})
-        path = env.engines / f"{type(net).__name__.lower()}-{digest[:16]}.onnx"
-        if path.is_file():
-            return str(path)
-    blob = io.BytesIO()
-    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net.eval(), (torch.zeros(1, *shape),), blob, input_names=["x"],
-                          output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
-                          dynamo=False)
-    if path is None:
-        return blob.getvalue()
-    atomic_write_bytes(path, blob.getvalue())
-    return str(path)
+        from model.backends.cache import weights_digest
+
+        digest = weights_digest(net, {"shape": shape, "torch": torch.__version__,
+                                      "openvino": ov.__version__})
+        path = env.engines / f"{type(net).__name__.lower()}-{digest[:16]}.xml"
+        if path.is_file() and path.with_suffix(".bin").is_file():
+            return ov.Core().read_model(path)
+    batch = torch.export.Dim("n", min=1, max=MAX_BATCH)
+    program = torch.export.export(net.eval(), (torch.zeros(2, *shape),),
+                                  dynamic_shapes=({0: batch},))
+    model = ov.convert_model(program)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:  # the .xml lands last
+            ov.save_model(model, Path(tmp) / path.name, compress_to_fp16=False)
+            os.replace(Path(tmp) / path.with_suffix(".bin").name, path.with_suffix(".bin"))
+            os.replace(Path(tmp) / path.name, path)
+    return model
 
 
 def _openvino(precision: str) -> Build:
     def build(net: nn.Module, shape: tuple[int, ...], env: BuildEnv) -> Runner:
         import openvino as ov
 
-        program = onnx_program(net, shape, env)
-        core = ov.Core()
-        model = core.read_model(program) if isinstance(program, str) else \
-            core.read_model(program, b"")
-        compiled = core.compile_model(model, "CPU", {
+        compiled = ov.Core().compile_model(openvino_model(net, shape, env), "CPU", {
             "INFERENCE_NUM_THREADS": env.threads, "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": precision})
         request, lock = compiled.create_infer_request(), threading.Lock()
