@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 from media_fuzz import build_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +73,7 @@ def outcomes(results: list[dict], what: str) -> str:
     return ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
 
 
+@pytest.mark.slow
 def test_broken_files_never_crash_hang_or_lose_predictions(tmp_path, summary_lines):
     cases = build_corpus(tmp_path / "corpus")
     names = {p.name: name for name, p in cases.items()}

@@ -3,12 +3,14 @@ the frames a consumer uses are converted to RGB."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 from stream_fakes import FakeAudio
 
 from model.items import Frame
@@ -20,9 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RATE = 16000
 SECONDS = 3
 # container, channel layout: FFmpeg names the layout in a mov and leaves it unnamed ("8
-# channels") in a matroska file; 7.1 crashed the process with a planar float resample.
+# channels", known by its count only) in a matroska file; 7.1 crashed the process with a planar
+# float resample.
 LAYOUTS = [("mov", "7.1"), ("mkv", "7.1"), ("mkv", "5.1"), ("mkv", "2.1"), ("mkv", "stereo"),
-           ("mkv", "mono")]
+           ("mkv", "mono"), ("mov", "3.0"), ("mkv", "3.0"), ("mov", "5.1(side)"),
+           ("mkv", "hexadecagonal")]
+CLI_LAYOUTS = [("mov", "7.1"), ("mkv", "7.1"), ("mkv", "3.0"), ("mov", "5.1(side)"),
+               ("mkv", "hexadecagonal")]
 
 # Replay and extraction of each clip in a child process: a crash there is a failed test here.
 CHILD = """
@@ -89,6 +95,44 @@ def test_any_channel_layout_is_averaged_in_replay_and_extraction(tmp_path):
                 np.testing.assert_allclose(
                     out["features"][t], fake_audio(expected[t * RATE:(t + 1) * RATE]),
                     rtol=1e-5, atol=1e-5, err_msg=path.name)
+
+
+@pytest.mark.slow
+def test_7_1_and_odd_layouts_through_main_py_and_model_extract(tmp_path):
+    """The CLIs as a user runs them: main.py --replay on a 7.1 file (each segment's level is
+    that of the channels' mean), python -m model.extract on 7.1 and odd or unnamed layouts."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    clips = {}
+    for ext, layout in CLI_LAYOUTS:
+        path = videos / f"{layout.replace('.', '_').replace('(', '_').rstrip(')')}.{ext}"
+        clips[path] = write_clip(path, layout)
+    seven_one = videos / "7_1.mov"
+    log = tmp_path / "log.jsonl"
+    replay = subprocess.Popen(
+        [sys.executable, "main.py", "--replay", str(seven_one), "--fast", "--headless",
+         "--random-weights", "--backend", "eager", "--device", "cpu", "--frames-per-segment",
+         "1", "--log", str(log), "--events", ""],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    (tmp_path / "events.csv").write_text(
+        "file,label,start,end\n" + "".join(f"{p.name},tone,0,3\n" for p in clips))
+    extraction = subprocess.run(
+        [sys.executable, "-m", "model.extract", "--videos", str(videos), "--annotations",
+         str(tmp_path / "events.csv"), "--out", str(tmp_path / "out"), "--random-weights",
+         "--frames-per-segment", "1", "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    _, err = replay.communicate(timeout=300)
+    assert replay.returncode == 0, err[-2000:]
+    mixed = clips[seven_one].astype(np.float64).mean(axis=0) / 32768  # the channels' mean
+    records = [json.loads(x) for x in log.read_text().splitlines()]
+    assert len(records) == SECONDS
+    for r in records:
+        x = mixed[r["segment"] * RATE:(r["segment"] + 1) * RATE]
+        assert abs(r["audio_rms_db"] - 20 * np.log10(np.sqrt(np.mean(x**2)))) <= 0.051
+
+    assert extraction.returncode == 0, extraction.stderr[-2000:]
+    summary = json.loads((tmp_path / "out/extract_summary.json").read_text())
+    assert summary["failed"] == {} and summary["clips"] == len(clips)
 
 
 def test_only_the_frames_the_segments_use_are_converted(tmp_path):

@@ -153,6 +153,7 @@ def test_a_cut_file_ends_replay_with_both_durations_after_what_it_holds(cut_file
     np.testing.assert_array_equal(audio, whole_audio[:len(audio)])
 
 
+@pytest.mark.slow
 def test_a_cut_file_through_main_py_is_one_line_exit_2_and_keeps_its_predictions(cut_files,
                                                                                   tmp_path):
     _, cut = cut_files
