@@ -33,7 +33,8 @@ frame rate, sample rate and channel layout; `model.segments` cuts it: see docs/S
 - D < 9.5 s: `--short-clips pad` (default) holds the last frame and fills silence for the
   missing seconds, labelled background unless an event covers them; `skip` reports it.
 - No audio track: reported and skipped (`--no-audio skip`, default) or silent audio
-  (`--no-audio silence`). No video track, unreadable or broken files: reported and skipped.
+  (`--no-audio silence`). No video track, unreadable or broken files, and files cut short
+  (data ending over a second before the duration they declare): reported and skipped.
 
 Output in `--out`: the AVE-format files of `model.data` (features float32, `recipe.json`,
 `categories.txt`), `clips.csv` (row -> file, window start, split) and `extract_summary.json`

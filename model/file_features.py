@@ -20,7 +20,8 @@ RGB. Clip policy (`ClipPolicy`, the model.extract flags):
 - a clip with fewer than 10 segments is padded to 10 (`short_clips="pad"`: the last frame held,
   silence) or skipped (`"skip"`).
 - no audio track: skipped (`no_audio="skip"`) or silent (`"silence"`). No video track,
-  unreadable or broken files: `ClipError`.
+  unreadable or broken files, and files cut short (data ending over a second before the end
+  they declare, `model.media`): `ClipError`, with the decoder's line naming both durations.
 """
 
 from __future__ import annotations
