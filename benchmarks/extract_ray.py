@@ -2,6 +2,7 @@
 
     python -m benchmarks.extract_ray                             # 6 clips, k = 1, 1 and 2 actors
     python -m benchmarks.extract_ray --clips 8 --frames-per-segment 2 --actors 1 2 --repeat 2
+    python -m benchmarks.extract_ray --device cuda --actors 1    # on a GPU node: its frames/s
 
 Writes --clips generated ten-second demo clips (`streamer.demo_clips`, with sound), builds the
 real VGG19 and VGGish once with seeded random weights (the same cost as real ones), starts one
@@ -47,7 +48,7 @@ class Case:
 
     def line(self) -> str:
         return (f"| {self.name} | {self.seconds:.1f} | {self.clips / self.seconds:.3f} | "
-                f"{self.frames / self.seconds:.2f} | {self.seconds / self.frames:.2f} |")
+                f"{self.frames / self.seconds:.3g} | {self.seconds / self.frames:.3g} |")
 
 
 def count_frames(ex) -> list[int]:
@@ -81,16 +82,17 @@ def run_decode(videos: Path, k: int) -> Case:
     return Case("decode + cut only (one process)", time.perf_counter() - t0, len(files), frames)
 
 
-def run_on_ray(videos: Path, ann: Path, out: Path, ex, actors: int) -> Case:
+def run_on_ray(videos: Path, ann: Path, out: Path, ex, opts: RayOptions) -> Case:
     frames = [0]
 
     def on_file(_file: str, n: int) -> None:
         frames[0] += n
 
     t0 = time.perf_counter()
-    s = run_ray(videos, ann, out, ex, opts=RayOptions(actors=actors), on_file=on_file)
+    s = run_ray(videos, ann, out, ex, opts=opts, on_file=on_file)
     seconds = time.perf_counter() - t0
-    return Case(f"Ray, {actors} VGG19 actor{'s' * (actors > 1)}", seconds, s.clips, frames[0])
+    name = f"Ray, {opts.actors} VGG19 actor{'s' * (opts.actors > 1)}"
+    return Case(name, seconds, s.clips, frames[0])
 
 
 def extrapolate(seconds_per_frame: float, k: int, cluster_cores: int) -> list[str]:
@@ -119,6 +121,7 @@ def main() -> None:
     ap.add_argument("--actors", type=int, nargs="+", default=[1, 2],
                     help="VGG19 actor counts of the Ray cases")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="where the networks run: cpu or cuda")
     ap.add_argument("--cluster-cores", type=int, default=512,
                     help="CPU cores of the cluster in the extrapolation")
     args = ap.parse_args()
@@ -137,9 +140,11 @@ def main() -> None:
         for clip in clips:
             write_clip(videos / f"{clip.name}.mp4", clip)
         write_annotations(ann, clips)
-        ex = build_extractors(random_weights=True, frames_per_segment=args.frames_per_segment)
+        ex = build_extractors(random_weights=True, frames_per_segment=args.frames_per_segment,
+                              device=args.device)
         counter = count_frames(ex)  # the Ray cases ship the networks, not this method
-        need = max(RayOptions(actors=a).needs()["CPU"] for a in args.actors)
+        need = max(RayOptions(actors=a, device=args.device).needs()["CPU"]
+                   for a in args.actors)
         t0 = time.perf_counter()
         ray.init(num_cpus=max(os.cpu_count() or 1, math.ceil(need)), include_dashboard=False,
                  log_to_driver=False)
@@ -150,7 +155,8 @@ def main() -> None:
                 cases.append(run_decode(videos, args.frames_per_segment))
                 cases.append(run_local(videos, ann, root / f"local{r}", ex, counter))
                 for a in args.actors:
-                    cases.append(run_on_ray(videos, ann, root / f"ray{a}-{r}", ex, a))
+                    opts = RayOptions(actors=a, device=args.device)
+                    cases.append(run_on_ray(videos, ann, root / f"ray{a}-{r}", ex, opts))
         finally:
             ray.shutdown()
     print(f"load average after: {os.getloadavg()[0]:.1f}")
