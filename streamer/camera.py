@@ -1,4 +1,6 @@
-"""Camera capture with OpenCV, by index (`0`) or device path (`/dev/video2`).
+"""Camera capture with OpenCV, by index (`0`), device path (`/dev/video2`) or URL
+(`rtsp://cam.local/live`, through OpenCV's FFmpeg backend with open and read timeouts set): the
+picture only; the sound comes from the microphone (`--mic`).
 
     producer = CameraProducer("0")        # raises UserError now if there is no such camera
 
@@ -15,6 +17,7 @@ from typing import Any
 
 from model.errors import UserError
 from streamer.clock import Clock
+from streamer.network import OPEN_TIMEOUT_S, READ_TIMEOUT_S, is_url
 from streamer.sources import VIDEO, Frame, ItemQueue, ThreadProducer, backoff_delays, retry
 
 MAX_BAD_READS = 5  # consecutive failed reads before the camera counts as lost
@@ -33,6 +36,10 @@ def parse_device(device: str | int) -> str | int:
 def _open_cv(device: str | int) -> Any:
     import cv2
 
+    if isinstance(device, str) and is_url(device):
+        timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(OPEN_TIMEOUT_S * 1000),
+                    cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(READ_TIMEOUT_S * 1000)]
+        return cv2.VideoCapture(device, cv2.CAP_FFMPEG, timeouts)
     return cv2.VideoCapture(device)
 
 

@@ -125,8 +125,11 @@ def test_recipe_mismatch_is_refused(tmp_path, random_extractors):
     (["--synthetic", "--random-weights", "--lookahead", "10"],
      r"^--lookahead must be in 0\.\.9, got 10$"),
     (["--synthetic", "--random-weights", "--frames-per-segment", "0"],
-     r"^--frames-per-segment must be >= 1, got 0$"),
-    (["--synthetic", "--random-weights", "--duration", "0"], r"^--duration must be positive"),
+     r"^--frames-per-segment must be in 1\.\.64, got 0$"),
+    (["--synthetic", "--random-weights", "--duration", "0"],
+     r"^--duration must be a finite number of seconds > 0"),
+    (["--synthetic", "--random-weights", "--av-offset", "nan"],
+     r"^--av-offset must be a finite .* within ±10, got nan$"),
     (["--synthetic", "--random-weights", "--device", "tpu"], r"unknown --device 'tpu'"),
     (["--camera", "0", "--random-weights", "--fast"], "--fast only applies"),
     (["--replay", "missing.mp4", "--random-weights"], "no such file"),
@@ -144,8 +147,8 @@ def test_parse_args_defaults_and_exclusive_sources():
     assert (opts.backend, opts.precision) == ("auto", "fp32")
     assert parse_args(["--synthetic", "--precision", "bf16"]).precision == "bf16"
     assert opts.events == "runs/events.jsonl" and opts.frames_per_segment is None
-    with pytest.raises(SystemExit):
-        parse_args(["--replay", "a.mp4", "--camera", "0"])
+    with pytest.raises(UserError, match="--synthetic is a source of its own"):
+        parse_args(["--replay", "a.mp4", "--synthetic"])
 
 
 def test_cli_help_lists_the_flags():
