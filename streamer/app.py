@@ -33,6 +33,10 @@ def open_source(opts: AppOptions) -> Source:
 
         return synthetic_source(Script.demo(opts.duration or SYNTHETIC_SECONDS, size=(120, 160)),
                                 fast=opts.fast)
+    if opts.source == "stream":
+        from streamer.network import stream_source
+
+        return stream_source(opts.stream or "", say=say)
     from streamer.camera import CameraProducer
     from streamer.microphone import MicrophoneProducer
 
