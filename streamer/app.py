@@ -106,8 +106,13 @@ def make_sinks(opts: AppOptions, pipe: Pipeline, rt: Runtime) -> list:
     return [*sinks, console]
 
 
-def run(opts: AppOptions) -> Summary:
-    """Build, run to the end, print the summary on stderr; a stream fault is raised after it."""
+def run(opts: AppOptions) -> Summary | list[Summary]:
+    """Build, run to the end, print the summary on stderr; a stream fault is raised after it.
+    Several sources: streamer.multi, one summary per stream."""
+    if opts.sources:
+        from streamer.multi import run_many
+
+        return run_many(opts)
     pipe = build(opts)
     summary = pipe.run()
     say(("interrupted: " if summary.interrupted else "done: ") + summary.line())

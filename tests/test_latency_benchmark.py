@@ -19,13 +19,13 @@ from stream_fakes import CLASSES, FakeAudio, FakeVisual, tiny_model
 
 from benchmarks.latency import benchmark, main, parse_args
 from benchmarks.latency_run import STAGES, Parts
-from benchmarks.latency_streams import Batcher
 from model.backends import live_backend
 from model.errors import UserError
 from model.extractors.sampling import select_frames
 from model.inference import InferenceModel
 from model.provenance import Provenance
 from model.segments import Segmenter, segment_count
+from streamer.batching import Batcher
 from streamer.options import app_options
 from streamer.runtime import Runtime
 from streamer.sources import Audio, Frame
