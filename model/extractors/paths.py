@@ -45,7 +45,7 @@ from model.files import atomic_write_text
 REFERENCE = "fp32"
 COSINE_FLOOR = 0.9999  # min over the probe items of cos(candidate, fp32)
 MIN_SPEEDUP = 1.1  # a candidate replaces fp32 only if this much faster (else: timing noise)
-TIMING_ROUNDS = 3
+TIMING_ROUNDS = 5  # medians over this many interleaved rounds: the dev machine is shared
 PROBE_ITEMS = 3
 MAX_BATCH = 1024  # the largest batch an exported program takes
 NETWORK_NAMES = {"vgg19": "VGG19", "vggish": "VGGish"}
