@@ -36,8 +36,9 @@ from calibrate.temperature import (
 from model.calibration import softmax
 from model.checkpoint import save_checkpoint
 from model.cli_args import add_data_args, require_data
-from model.data import PAD_MODES, SEGMENTS
+from model.data import PAD_MODES
 from model.errors import UserError, run_cli
+from model.limits import check_lookahead, check_range
 from model.metrics import event_f1, expected_calibration_error, pooled_accuracy
 
 
@@ -120,10 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=64)
     args = ap.parse_args(argv)
     require_data(args)
-    if args.lookahead is not None and not 0 <= args.lookahead < SEGMENTS:
-        raise UserError(f"--lookahead must be in 0..{SEGMENTS - 1}, got {args.lookahead}")
-    if args.bins < 1 or args.batch_size < 1:
-        raise UserError("--bins and --batch-size must be >= 1")
+    if args.lookahead is not None:
+        check_lookahead(args.lookahead)
+    check_range("--bins", args.bins, 1)
+    check_range("--batch-size", args.batch_size, 1)
     out = Path(args.out or args.checkpoint)
     png = Path(args.png) if args.png else out.with_name(out.stem + ".reliability.png")
     check_writable(out, png)

@@ -41,8 +41,9 @@ from calibrate.logits import Forward, check_writable, checkpoint_and_split, spli
 from model.calibration import MAX_DROP_POINTS
 from model.checkpoint import save_checkpoint
 from model.cli_args import add_data_args, require_data
-from model.data import PAD_MODES, SEGMENTS, AVEData
+from model.data import PAD_MODES, AVEData
 from model.errors import UserError, run_cli
+from model.limits import check_lookahead, check_range, resolve_device
 
 PRECISIONS = ("fp16", "bf16", "int8")  # compared against fp32
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -216,20 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     if bad or not precisions:
         raise UserError(f"unknown precision {', '.join(bad) or '(none)'}: choose from "
                         f"{', '.join(PRECISIONS)}")
-    if args.lookahead is not None and not 0 <= args.lookahead < SEGMENTS:
-        raise UserError(f"--lookahead must be in 0..{SEGMENTS - 1}, got {args.lookahead}")
-    if args.batch_size < 1:
-        raise UserError("--batch-size must be >= 1")
-    try:
-        kind = device_type(args.device)
-    except RuntimeError:
-        raise UserError(f"unknown --device {args.device!r}: use cpu or cuda[:N]") from None
-    if kind not in ("cpu", "cuda") or (kind == "cuda" and not torch.cuda.is_available()):
-        raise UserError(f"--device {args.device}: not available here; use --device cpu")
+    if args.lookahead is not None:
+        check_lookahead(args.lookahead)
+    check_range("--batch-size", args.batch_size, 1)
+    device = resolve_device(args.device)
+    kind = device_type(device)
     out = Path(args.out or args.checkpoint)
     check_writable(out)
     with checkpoint_and_split(args, "check") as (model, ckpt, data):
-        entry = measure(model, data, args.split, args.device, args.backend, precisions,
+        entry = measure(model, data, args.split, device, args.backend, precisions,
                         args.lookahead, args.pad, args.batch_size)
     meta = {**ckpt.meta, "precision": {**(ckpt.meta.get("precision") or {}), kind: entry}}
     try:
@@ -238,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"cannot write the checkpoint {out} ({e.strerror}); pass a writable "
                         "--out path") from None
     f = entry["fitted_on"]
-    print(f"{f['split']} split on {args.device}: {f['clips']} clips, {f['segments']} segments "
+    print(f"{f['split']} split on {device}: {f['clips']} clips, {f['segments']} segments "
           f"({f['windows']})")
     print(render(entry, kind))
     print(f"stored in {out} (meta.precision.{kind}); the streamer refuses a precision marked "

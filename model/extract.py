@@ -63,6 +63,7 @@ from model.feature_cache import FeatureCache
 from model.file_features import ClipError, ClipPolicy, extract_file
 from model.files import atomic_write_text
 from model.layout import AUDIO_DIM, SEGMENTS, SPLITS, VISUAL_SHAPE
+from model.limits import MAX_SEED, check_range, check_seed
 from model.media import short_error
 from model.recipe import FeatureRecipe
 
@@ -297,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     add_ray_args(p)
     args = p.parse_args(argv)
+    check_seed(args.seed)  # --frames-per-segment, --batch-size, --threads: build_extractors
+    check_range("--split-seed", args.split_seed, 0, MAX_SEED)
+    if args.limit is not None:
+        check_range("--limit", args.limit, 1)
     on_ray = ray_options(args) if args.ray is not None else None
     # on Ray this process only hands the networks to the actors, which run them on --device
     ex = build_extractors(weights_dir=args.weights_dir, random_weights=args.random_weights,

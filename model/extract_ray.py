@@ -49,6 +49,7 @@ from model.extractors.visual import VisualExtractor
 from model.file_features import ClipError, ClipPolicy, Cut, FileFeatures, cut_windows
 from model.items import Frame
 from model.layout import AUDIO_DIM, SEGMENTS, VISUAL_SHAPE
+from model.limits import check_device_name
 from model.media import short_error
 from model.segments import ClosedSegment, Shot, compute_features, mean_feature
 
@@ -91,8 +92,7 @@ class RayOptions:
             raise UserError(f"--ray-actor-cpus must be positive, got {self.actor_cpus}")
         if self.retries < 0:
             raise UserError(f"--ray-retries must be >= 0, got {self.retries}")
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise UserError(f"unknown --device {self.device!r} for --ray: use cpu or cuda")
+        check_device_name(self.device)
         if self.gpus_per_actor is not None and not self.gpus_per_actor >= 0:
             raise UserError(f"--ray-gpus-per-actor must be >= 0, got {self.gpus_per_actor}")
         if self.gpus > 0 and self.device == "cpu":

@@ -112,7 +112,7 @@ def test_subset_and_bad_arguments(setup):
     cpu = read_checkpoint(out)[0].meta["precision"]["cpu"]
     assert list(cpu["results"]) == ["bf16"] and cpu["fitted_on"]["windows"] == "lookahead 0"
     for extra, message in ((["--precisions", "fp8"], "unknown precision fp8"),
-                           (["--device", "cuda"], "not available here"),
+                           (["--device", "cuda"], "no CUDA GPU"),
                            (["--device", "tpu"], "unknown --device")):
         with pytest.raises(UserError, match=message):
             precision.main(["--data", str(d / "data"), "--checkpoint", str(d / "m.pt"),

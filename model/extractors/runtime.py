@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from model.errors import UserError
+from model.limits import check_range, resolve_device
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -37,13 +38,10 @@ class RunOptions:
         if self.precision not in PRECISIONS:
             raise UserError(f"unknown precision {self.precision!r}: use one of "
                             f"{sorted(PRECISIONS)}")
-        if self.batch_size < 1:
-            raise UserError(f"batch size must be >= 1, got {self.batch_size}")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise UserError(f"device {self.device} requested but this torch has no CUDA GPU: "
-                            f"use --device cpu")
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise UserError(f"unknown device {self.device!r}: use cpu or cuda[:N]")
+        check_range("--batch-size", self.batch_size, 1)
+        if self.threads is not None:
+            check_range("--threads", self.threads, 1)
+        object.__setattr__(self, "device", resolve_device(self.device))  # "auto" -> cpu / cuda
 
 
 def prepare(net: nn.Module, opts: RunOptions) -> nn.Module:
