@@ -36,7 +36,7 @@ def _top(record: Mapping[str, Any], class_names: Sequence[str], k: int) -> list[
 
 def header_line(info: Mapping[str, Any]) -> str:
     parts = [f"{k}={info[k]}" for k in ("source", "device", "backend", "checkpoint",
-                                         "frames_per_segment", "lookahead")
+                                         "frames_per_segment", "frames_note", "lookahead")
              if info.get(k) is not None]
     provenance = Provenance.from_record(info)
     if provenance.tag:
@@ -59,6 +59,8 @@ def plain_line(record: Mapping[str, Any], class_names: Sequence[str] = ()) -> st
     if record.get("warmup"):
         flags.append("warm-up")
     flags += [f"no {m}" for m in record.get("missing") or ()]
+    if record.get("nonfinite"):
+        flags.append("non-finite")
     provenance = Provenance.from_record(record)
     if provenance.tag:
         flags.append(provenance.tag)

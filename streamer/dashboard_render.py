@@ -69,6 +69,8 @@ def _header(state: DashboardState, width: int) -> Text:
     if info.get("frames_per_segment") is not None:
         t.append("  frames/segment ", style="dim")
         t.append(str(info["frames_per_segment"]), style="bold")
+        if info.get("frames_note"):
+            t.append(f" ({info['frames_note']})", style="dim")
     if info.get("lookahead") is not None:
         t.append("  lookahead ", style="dim")
         t.append(f"{info['lookahead']} s", style="bold")
@@ -114,6 +116,9 @@ def _now_panel(state: DashboardState, width: int, height: int) -> Panel:
     for m in r.get("missing") or ():
         meta.append("  ")
         meta.append_text(_badge(f"no {m}", "bold white on red"))
+    if r.get("nonfinite"):
+        meta.append("  ")
+        meta.append_text(_badge("non-finite", "bold white on red"))
     lines.append(meta)
     body: RenderableType = Group(*lines[-(height - 2):])
     if show_attn:

@@ -24,7 +24,7 @@ from streamer.intervals import EPS, Interval, IntervalTracker
 
 TIMELINE_SECONDS = 60
 STATUS_KEYS = ("source", "device", "backend", "checkpoint", "untrained", "random_features",
-               "frames_per_segment", "lookahead")
+               "frames_per_segment", "frames_note", "lookahead")
 
 
 @dataclass(frozen=True)

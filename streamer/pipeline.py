@@ -14,6 +14,11 @@ segments, extracts, runs the model and calls the sinks, in segment order; the ca
 waits (so Ctrl+C lands there), then joins everything and closes the sinks. However the stream
 ends (end of file, --duration, Ctrl+C, a source fault), the closed segments are flushed through
 the detector and every sink before `run` returns; a fault comes back as `summary.error`.
+
+Non-finite numbers never reach a record: a segment whose features are not finite enters the
+window with those values as 0 (so the next nine windows are not poisoned), a label whose
+probabilities are not finite is background (streamer.detector); either way the record says
+`nonfinite: true` and the summary counts it.
 """
 
 from __future__ import annotations
@@ -49,6 +54,11 @@ class PipelineOptions:
     incremental: bool = True  # VGG19 per selected frame on arrival (False: all at close)
 
 
+def finite(x: np.ndarray) -> np.ndarray:
+    """x with its NaN and infinite values as 0."""
+    return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else 0.0
 
@@ -63,7 +73,9 @@ class Summary:
     sink_ms: list[float] = field(default_factory=list)
     wall_s: float = 0.0
     stream_s: float = 0.0  # end of the last segment
-    interrupted: bool = False
+    interrupted: bool = False  # by Ctrl+C
+    stopped_by: str | None = None  # what asked the stream to stop: "SIGTERM", "stdout closed"
+    nonfinite: int = 0  # segments flagged `nonfinite` (features or probabilities)
     provenance: Provenance = Provenance.TRAINED
     error: BaseException | None = None
 
@@ -75,6 +87,8 @@ class Summary:
         text = (f"{self.segments} segments ({self.stream_s:.1f} s of stream in {self.wall_s:.1f} s)"
                 f", drops: {drops}, latency p50 {self.p('total', 50):.0f} ms"
                 f" / p95 {self.p('total', 95):.0f} ms")
+        if self.nonfinite:
+            text += f", {self.nonfinite} non-finite segments"
         if self.provenance.tag:
             text += f"  [{self.provenance.tag}: {self.provenance.reason}]"
         return text
@@ -87,7 +101,9 @@ class Summary:
                            for s in STAGES},
             "frame_ms_p50": round(percentile(self.frame_ms, 50), 2),
             "sink_ms_p50": round(percentile(self.sink_ms, 50), 3),
-            "interrupted": self.interrupted, **self.provenance.fields(),
+            "interrupted": self.interrupted, "stopped_by": self.stopped_by,
+            "nonfinite": self.nonfinite,
+            **self.provenance.fields(),
             "error": None if self.error is None else str(self.error),
         }
 
@@ -121,6 +137,7 @@ class Pipeline:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._segments: dict[int, ClosedSegment] = {}  # closed, waiting for their label
+        self._nonfinite: set[int] = set()  # of those, the ones with non-finite features
         self._trigger: tuple[ClosedSegment, float] | None = None  # newest closed + its audio ms
         self._frame_times: deque[float] = deque(maxlen=64)
         self._status: dict[str, object] = {
@@ -166,8 +183,11 @@ class Pipeline:
                 self._stop.set()
         self._thread.join()
 
-    def stop(self) -> None:
-        """End the stream from another thread (flushes like an end of file)."""
+    def stop(self, reason: str | None = None) -> None:
+        """End the stream from another thread or a signal handler (flushes like an end of
+        file); `reason` (the first one given) goes to `summary.stopped_by`."""
+        if reason is not None and self.summary.stopped_by is None:
+            self.summary.stopped_by = reason
         self._stop.set()
 
     def status(self) -> dict[str, object]:
@@ -240,26 +260,32 @@ class Pipeline:
             t0 = time.perf_counter()
             audio = np.asarray(self.audio_features(seg.audio), np.float32)  # (128,)
             audio_ms = (time.perf_counter() - t0) * 1000
+            visual = seg.visual  # (7, 7, 512)
+            if not (np.isfinite(audio).all() and np.isfinite(visual).all()):
+                self._nonfinite.add(seg.index)
+                audio, visual = finite(audio), finite(visual)
             self._segments[seg.index] = seg
             self._trigger = (seg, audio_ms)
-            for p in self.detector.push(audio, seg.visual):
+            for p in self.detector.push(audio, visual):
                 self._emit(p)
 
     def _emit(self, p: Prediction) -> None:
         assert self._trigger is not None
         t_out = time.perf_counter()
         seg = self._segments.pop(p.segment)
+        nonfinite = p.nonfinite or seg.index in self._nonfinite
+        self._nonfinite.discard(seg.index)
         trigger, audio_ms = self._trigger
         record: dict[str, object] = {
             "segment": seg.index, "start": seg.start, "end": seg.end,
             "label": p.label, "class_id": p.class_id, "confidence": p.confidence,
             "probs": [float(x) for x in p.probs], "lookahead": p.lookahead,
             "warmup": p.warmup, "latency_ms": {},
-            "missing": list(seg.missing), "partial": seg.partial,
+            "missing": list(seg.missing), "partial": seg.partial, "nonfinite": nonfinite,
             **self.options.provenance.fields(),
             "audio_rms_db": round(seg.audio_rms_db, 1),
             "video_fps": self._status["video_fps"], "drops": self.source.drops,
-            "frames": seg.frames,
+            "frames": seg.frames, "frames_per_segment": self.options.frames_per_segment,
         }
         if p.attention is not None:
             record["attention"] = p.attention.tolist()
@@ -277,6 +303,7 @@ class Pipeline:
             s.on_segment(record)
         self.summary.sink_ms.append((time.perf_counter() - t_sink) * 1000)
         self.summary.segments += 1
+        self.summary.nonfinite += nonfinite
         self.summary.stream_s = seg.end
         with self._lock:
             self._status["segments"] = self.summary.segments

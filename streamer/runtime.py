@@ -9,8 +9,10 @@ assemble it with any source and sinks into a Pipeline.
 main.py (streamer.app) loads one runtime per run; benchmarks.latency assembles one runtime with
 many sources and variants (`dataclasses.replace(rt, backend=...)`). Loading says on stderr what
 it found: a recipe note, the provenance warning (UNTRAINED / RANDOM FEATURES), what
-`--backend auto` picked. Defaults follow the device: on a CPU few enough frames per segment to
-keep up in real time (CPU_FRAMES), on a GPU the checkpoint's recipe or the AVE recipe's 16.
+`--backend auto` picked, the frames per segment and why. Defaults follow the device: on a CPU
+the extractors run on the fastest faithful path of this machine (`extractor_path="auto"`) and K
+is `--frames-per-segment auto` (streamer.autok: the largest K <= 16 at real-time factor <= 0.7,
+measured once per machine); on a GPU the checkpoint's recipe or the AVE recipe's 16.
 """
 
 from __future__ import annotations
@@ -18,20 +20,22 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from model.calibration import check_precision_allowed
 from model.errors import UserError
+from model.extractors.realtime import FramesChoice
 from model.inference import InferenceModel
 from model.inference import load_model as load_inference_model
 from model.limits import resolve_device
 from model.provenance import Provenance
 from model.recipe import FeatureRecipe
+from streamer import autok
 from streamer.detector import Detector
-from streamer.options import CPU_FRAMES, GPU_FRAMES, AppOptions
+from streamer.options import GPU_FRAMES, AppOptions
 from streamer.pipeline import Pipeline, PipelineOptions
 from streamer.sinks import Sink
 from streamer.sources import Source
@@ -57,6 +61,8 @@ class Runtime:
     provenance: Provenance  # the model's, or RANDOM FEATURES from random live extractors
     backend_label: str = "eager"  # status line: "aot", "eager bf16", ...
     extractor_precision: str = "fp32"
+    frames_reason: str = ""  # how K was picked: "auto (probe): 3 frames per segment: ..."
+    frames_note: str = ""  # the dashboard header's short form: "auto, RTF 0.62"
 
 
 def load_model(opts: AppOptions) -> InferenceModel:
@@ -79,12 +85,25 @@ def check_recipe(trained: FeatureRecipe, live: FeatureRecipe, what: str) -> list
     return trained.notes(live)
 
 
-def default_frames(model: InferenceModel, device: str) -> int:
-    """Frames per segment without --frames-per-segment: CPU_FRAMES on a CPU, else the
-    checkpoint's recipe (GPU_FRAMES without one)."""
-    if device == "cpu":
-        return CPU_FRAMES
+def gpu_frames(model: InferenceModel) -> int:
+    """Frames per segment on a GPU without --frames-per-segment: the checkpoint's recipe
+    (GPU_FRAMES without one)."""
     return model.recipe.frames_per_segment if model.recipe is not None else GPU_FRAMES
+
+
+def measure_frames(frame_features: Callable[[np.ndarray], np.ndarray],
+                   audio_features: Callable[[np.ndarray], np.ndarray], backend: WindowBackend,
+                   paths: tuple[str, str], backend_label: str) -> FramesChoice:
+    """--frames-per-segment auto: K from this machine's probe, cached per machine key."""
+    import torch
+
+    from model.extractors.cpu import cpu_info, machine_key
+    from model.extractors.paths import ChoiceCache, cache_dir
+
+    cache = ChoiceCache(cache_dir(), machine_key(cpu_info()))
+    slot = autok.probe_slot(*paths, backend_label, torch.get_num_threads())
+    return autok.auto_frames(lambda: autok.measure_costs(frame_features, audio_features, backend),
+                             cache, slot)
 
 
 def build_feature_extractors(opts: AppOptions, model: InferenceModel, device: str,
@@ -98,8 +117,10 @@ def build_feature_extractors(opts: AppOptions, model: InferenceModel, device: st
     random_features = opts.random_weights or (trained is not None and trained.random_weights)
     return build_extractors(
         weights_dir=opts.weights_dir, random_weights=random_features,
+        offer_random=False,  # weights go missing only for a model trained on real ones
         seed=opts.seed if seed is None else seed, device=device, frames_per_segment=k,
-        visual_preprocess=base.visual_preprocess, audio_postprocess=base.audio_postprocess)
+        visual_preprocess=base.visual_preprocess, audio_postprocess=base.audio_postprocess,
+        extractor_path=opts.extractor_path if device == "cpu" else "fp32")
 
 
 def load_runtime(opts: AppOptions) -> Runtime:
@@ -111,8 +132,24 @@ def load_runtime(opts: AppOptions) -> Runtime:
     note = check_precision_allowed(model.meta, opts.precision, device)
     if note is not None:
         say(f"note: {note}")
-    k = opts.frames_per_segment or default_frames(model, device)
-    visual, audio, live_recipe = build_feature_extractors(opts, model, device, k)
+    auto = opts.frames_per_segment is None and device == "cpu"
+    k = opts.frames_per_segment or gpu_frames(model)  # auto: replaced after the probe
+    extractors = build_feature_extractors(opts, model, device, k)
+    visual, audio, live_recipe = extractors
+    if extractors.choice is not None:
+        say(extractors.choice.describe())
+    backend = live_backend(opts.backend, model.net, device, opts.precision)
+    if opts.backend == "auto":
+        say(f"backend: {backend.reason}")
+    label = backend.name if backend.precision == "fp32" else f"{backend.name} {backend.precision}"
+    if auto:
+        paths = (visual.path, audio.path)
+        frames = measure_frames(visual.frame_features, audio, backend, paths, label)
+        live_recipe = replace(live_recipe, frames_per_segment=frames.frames)
+    else:
+        why = "--frames-per-segment" if opts.frames_per_segment else "the recipe on a GPU"
+        frames = autok.explicit_frames(k, why)
+    say(frames.reason)
     if model.recipe is not None:
         for note in check_recipe(model.recipe, live_recipe, model.name):
             say(f"note: {note}")
@@ -124,12 +161,9 @@ def load_runtime(opts: AppOptions) -> Runtime:
         provenance = Provenance.RANDOM_FEATURES
     if provenance.note:
         say(provenance.note)
-    backend = live_backend(opts.backend, model.net, device, opts.precision)
-    if opts.backend == "auto":
-        say(f"backend: {backend.reason}")
-    label = backend.name if backend.precision == "fp32" else f"{backend.name} {backend.precision}"
-    return Runtime(model, visual.frame_features, audio, backend, device, k, provenance, label,
-                   visual.options.precision)
+    return Runtime(model, visual.frame_features, audio, backend, device, frames.frames,
+                   provenance, label, visual.options.precision, frames.reason,
+                   autok.header_note(frames))
 
 
 def assemble(rt: Runtime, source: Source, sinks: Sequence[Sink] = (), *, lookahead: int = 0,
@@ -143,6 +177,7 @@ def assemble(rt: Runtime, source: Source, sinks: Sequence[Sink] = (), *, lookahe
     options = PipelineOptions(frames_per_segment=k, av_offset=av_offset, duration=duration,
                               provenance=rt.provenance, incremental=incremental)
     info = {"source": source.name, "device": rt.device, "backend": rt.backend_label,
-            "checkpoint": rt.model.name}
+            "checkpoint": rt.model.name,
+            "frames_note": rt.frames_note if k == rt.frames_per_segment else ""}
     return Pipeline(source, rt.frame_features, rt.audio_features, detector, sinks=sinks,
                     options=options, info=info)
