@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from model.errors import UserError
 from model.limits import (
     BACKENDS,
+    EXTRACTOR_PATHS,
     PRECISIONS,
     check_choice,
     check_frames_per_segment,
@@ -24,18 +25,15 @@ from model.limits import (
     check_positive,
 )
 
-CPU_FRAMES = 1  # VGG19 frames per segment on a 2-core CPU in real time (benchmarks/RESULTS.md)
+AUTO_FRAMES = "auto"  # --frames-per-segment auto: measured on this machine (streamer.autok)
 GPU_FRAMES = 16  # the AVE recipe
-SOURCES = ("camera", "replay", "stream", "synthetic")
-LIVE_SOURCES = ("camera", "stream")  # paced by the world: no --fast
+SOURCES = ("camera", "replay", "synthetic")
 
 DESCRIPTION = "Live audio-visual event detection: label every second of a stream with JCA."
 EPILOG = """\
     python main.py --camera 0 --checkpoint runs/jca.pt          # webcam + default microphone
     python main.py --replay clip.mp4 --checkpoint runs/jca.pt   # a file, as if it were live
     python main.py --replay clip.mp4 --random-weights --fast --headless > predictions.jsonl
-    python main.py --stream rtsp://cam.local/live --checkpoint runs/jca.pt   # a network camera
-    python main.py --stream URL1 --camera 0 --replay clip.mp4 --checkpoint runs/jca.pt  # 3 streams
     python main.py --synthetic --random-weights --duration 20
 
 Ends on Ctrl+C, at the end of the file or after --duration seconds; the prediction log
@@ -46,16 +44,16 @@ Ends on Ctrl+C, at the end of the file or after --duration seconds; the predicti
 @dataclass(frozen=True)
 class AppOptions:
     source: str  # "camera", "replay" or "synthetic"
-    camera: str | None = None  # index, device path or URL (video only)
+    camera: str | None = None  # index or device path
     replay: str | None = None  # file
-    stream: str | None = None  # URL of a network stream (video and audio)
     mic: str | None = None  # name or index; None = the default input
     checkpoint: str | None = None
     random_weights: bool = False
     backend: str = "eager"  # main.py's default is "auto"; tests and embedders pick explicitly
     precision: str = "fp32"  # of the window model
     device: str = "auto"
-    frames_per_segment: int | None = None  # None: by device (CPU_FRAMES / GPU_FRAMES)
+    frames_per_segment: int | None = None  # None: auto on a CPU, the recipe on a GPU
+    extractor_path: str = "fp32"  # on a CPU; main.py's default is "auto" (model.extractors.paths)
     lookahead: int = 0
     log: str | None = "runs/predictions.jsonl"
     events: str | None = "runs/events.jsonl"
@@ -68,23 +66,18 @@ class AppOptions:
     weights_dir: str | None = None
     seed: int = 0
     overlay: str | None = None  # video file: the stream drawn with label, confidence, attention
-    # Several sources: (kind, target) for every --camera / --replay / --stream, in command-line
-    # order, each its own stream (streamer.multi); empty for one source (the fields above).
-    sources: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
-            raise UserError(f"unknown source {self.source!r}: use --camera, --replay, --stream "
-                            "or --synthetic")
+            raise UserError(f"unknown source {self.source!r}: use --camera, --replay or "
+                            "--synthetic")
         if self.checkpoint and self.random_weights:
             raise UserError("--checkpoint and --random-weights exclude each other: pick one")
-        kinds = {kind for kind, _ in self.sources} | {self.source}
-        if self.fast and kinds & set(LIVE_SOURCES):
+        if self.fast and self.source == "camera":
             raise UserError("--fast only applies to --replay and --synthetic")
-        if self.sources and self.overlay:
-            raise UserError("--overlay draws one stream: give one source with it")
         check_choice("--backend", self.backend, BACKENDS)
         check_choice("--precision", self.precision, PRECISIONS)
+        check_choice("--extractor-path", self.extractor_path, EXTRACTOR_PATHS)
         if self.frames_per_segment is not None:
             check_frames_per_segment(self.frames_per_segment)
         check_lookahead(self.lookahead)
@@ -94,17 +87,11 @@ class AppOptions:
 def add_source_and_model_args(ap: argparse.ArgumentParser) -> None:
     """The source and model flags (main.py's and benchmarks.latency's); `app_options` reads
     them."""
-    ap.set_defaults(sources=())
-    ap.add_argument("--camera", metavar="N", action=SourceFlag,
-                    help="camera index, device path or URL (video only; sound from --mic); "
-                         "repeatable")
-    ap.add_argument("--replay", metavar="FILE", action=SourceFlag,
-                    help="replay a video file as if it were live; repeatable")
-    ap.add_argument("--stream", metavar="URL", action=SourceFlag,
-                    help="network stream with picture and sound (rtsp://, rtmp://, srt://, "
-                         "http://, tcp://, udp://...); repeatable: each source is one stream")
-    ap.add_argument("--synthetic", action="store_true",
-                    help="generated frames and tones with known events")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--camera", metavar="N", help="camera index or device path")
+    src.add_argument("--replay", metavar="FILE", help="replay a video file as if it were live")
+    src.add_argument("--synthetic", action="store_true",
+                     help="generated frames and tones with known events")
     ap.add_argument("--mic", metavar="DEVICE", help="microphone name or index (with --camera)")
     ap.add_argument("--checkpoint", metavar="FILE", help="trained model (python -m model.train)")
     ap.add_argument("--random-weights", action="store_true",
@@ -117,9 +104,13 @@ def add_source_and_model_args(ap: argparse.ArgumentParser) -> None:
                     help="window model precision (default fp32; python -m calibrate.precision "
                          "checks which ones keep a checkpoint's accuracy)")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
-    ap.add_argument("--frames-per-segment", type=int, metavar="K",
-                    help=f"VGG19 frames per second of video (default {CPU_FRAMES} on a CPU, "
-                         f"the checkpoint's recipe or {GPU_FRAMES} on a GPU)")
+    ap.add_argument("--frames-per-segment", type=frames_arg, default=AUTO_FRAMES, metavar="K",
+                    help=f"VGG19 frames per second of video, or {AUTO_FRAMES} (default: on a CPU "
+                         f"the most this machine keeps up with in real time, measured once; "
+                         f"on a GPU the checkpoint's recipe or {GPU_FRAMES})")
+    ap.add_argument("--extractor-path", default="auto", choices=EXTRACTOR_PATHS,
+                    help="how VGG19 and VGGish run on a CPU (default auto: the fastest path "
+                         "that keeps the fp32 features on this machine, chosen once; fp32: eager)")
     ap.add_argument("--lookahead", type=int, default=0, metavar="K",
                     help="label the segment K s back, with K s of future context (0..9)")
     ap.add_argument("--duration", type=float, metavar="S", help="stop after S s of stream")
@@ -130,28 +121,6 @@ def add_source_and_model_args(ap: argparse.ArgumentParser) -> None:
                          "calibrate.sync --save measured for this camera + mic or file, else 0)")
     ap.add_argument("--weights-dir", metavar="DIR", help="extractor weights (model.weights)")
     ap.add_argument("--seed", type=int, default=0, help="seed of random weights")
-
-
-class SourceFlag(argparse.Action):
-    """--camera / --replay / --stream: each may be repeated; every one is kept, in command-line
-    order, in `sources`, and the first of each flag in its own attribute."""
-
-    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, value: object,
-                 option_string: str | None = None) -> None:
-        ns.sources = (*ns.sources, (self.dest, str(value)))
-        if getattr(ns, self.dest) is None:
-            setattr(ns, self.dest, value)
-
-
-def source_kinds(a: argparse.Namespace) -> tuple[tuple[str, str], ...]:
-    """The sources the flags name, in order; exactly one of them or --synthetic."""
-    sources = tuple(a.sources)
-    if a.synthetic and sources:
-        raise UserError("--synthetic is a source of its own: drop --camera / --replay / --stream "
-                        "or --synthetic")
-    if not a.synthetic and not sources:
-        raise UserError("no source: pass --camera N, --replay FILE, --stream URL or --synthetic")
-    return sources
 
 
 def frames_arg(text: str) -> int | None:
@@ -167,13 +136,12 @@ def frames_arg(text: str) -> int | None:
 
 def app_options(a: argparse.Namespace, **outputs: object) -> AppOptions:
     """AppOptions from the flags of `add_source_and_model_args`; `outputs`: the other fields."""
-    sources = source_kinds(a)
-    source = sources[0][0] if sources else "synthetic"
+    source = "camera" if a.camera is not None else "replay" if a.replay is not None else "synthetic"
     return AppOptions(
-        source=source, camera=a.camera, replay=a.replay, stream=a.stream,
-        sources=sources if len(sources) > 1 else (), mic=a.mic, checkpoint=a.checkpoint,
+        source=source, camera=a.camera, replay=a.replay, mic=a.mic, checkpoint=a.checkpoint,
         random_weights=a.random_weights, backend=a.backend, precision=a.precision, device=a.device,
-        frames_per_segment=a.frames_per_segment, lookahead=a.lookahead, duration=a.duration,
+        frames_per_segment=a.frames_per_segment, extractor_path=a.extractor_path,
+        lookahead=a.lookahead, duration=a.duration,
         fast=a.fast, av_offset=a.av_offset, weights_dir=a.weights_dir, seed=a.seed,
         **outputs)  # type: ignore[arg-type]
 
