@@ -32,6 +32,7 @@ from model.extractors.paths import PathChoice
 from model.extractors.runtime import Runner, RunOptions
 from model.extractors.vggish_frontend import segment_example
 from model.extractors.visual import VisualExtractor
+from model.limits import check_frames_per_segment
 from model.recipe import RANDOM_PREFIX, FeatureRecipe
 
 VISUAL_WEIGHTS = {"ave": "vgg19-keras", "torchvision": "vgg19-torchvision"}
@@ -79,8 +80,7 @@ def build_extractors(weights_dir: str | Path | None = None, random_weights: bool
     if audio_postprocess not in vggish.POSTPROCESS:
         raise UserError(f"unknown audio postprocess {audio_postprocess!r}: use one of "
                         f"{', '.join(vggish.POSTPROCESS)}")
-    if frames_per_segment < 1:
-        raise UserError(f"frames per segment must be >= 1, got {frames_per_segment}")
+    check_frames_per_segment(frames_per_segment)
     opts = RunOptions(device=device, precision=precision, channels_last=channels_last,
                       threads=threads, batch_size=batch_size)
     vnet, anet, pca = vgg19.VGG19(), vggish.VGGish(), None
