@@ -19,10 +19,13 @@ from model.limits import (
     BACKENDS,
     EXTRACTOR_PATHS,
     PRECISIONS,
+    check_av_offset,
     check_choice,
     check_frames_per_segment,
     check_lookahead,
+    check_non_negative,
     check_positive,
+    check_seed,
 )
 
 AUTO_FRAMES = "auto"  # --frames-per-segment auto: measured on this machine (streamer.autok)
@@ -82,6 +85,10 @@ class AppOptions:
             check_frames_per_segment(self.frames_per_segment)
         check_lookahead(self.lookahead)
         check_positive("--duration", self.duration)
+        check_av_offset(self.av_offset)
+        check_non_negative("--min-event", self.min_event)
+        check_non_negative("--min-gap", self.min_gap)
+        check_seed(self.seed)
 
 
 def add_source_and_model_args(ap: argparse.ArgumentParser) -> None:
@@ -117,8 +124,9 @@ def add_source_and_model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--fast", action="store_true",
                     help="replay/synthetic as fast as the pipeline goes, nothing dropped")
     ap.add_argument("--av-offset", type=float, metavar="S",
-                    help="seconds the audio lags the picture (default: what python -m "
-                         "calibrate.sync --save measured for this camera + mic or file, else 0)")
+                    help="seconds the audio lags the picture, within ±10 (default: what python "
+                         "-m calibrate.sync --save measured for this camera + mic or file, "
+                         "else 0)")
     ap.add_argument("--weights-dir", metavar="DIR", help="extractor weights (model.weights)")
     ap.add_argument("--seed", type=int, default=0, help="seed of random weights")
 
