@@ -28,7 +28,6 @@ DEVICE_NAME = re.compile(r"(cpu|cuda)(:\d+)?")
 BACKENDS = ("auto", "eager", "export", "compile", "aot", "tensorrt")  # model.backends
 PRECISIONS = ("fp32", "fp16", "bf16")  # of the window model (model.backends)
 EXTRACTOR_PATHS = ("auto", "fp32")  # how the extractors run on a CPU (model.extractors.paths)
-EXTRACTOR_PATHS = ("auto", "fp32")  # how the extractors run on a CPU (model.extractors.paths)
 
 
 def check_range(flag: str, value: int, low: int, high: int | None = None) -> int:
