@@ -30,13 +30,16 @@ from model.limits import (
 
 AUTO_FRAMES = "auto"  # --frames-per-segment auto: measured on this machine (streamer.autok)
 GPU_FRAMES = 16  # the AVE recipe
-SOURCES = ("camera", "replay", "synthetic")
+SOURCES = ("camera", "replay", "stream", "synthetic")
+LIVE_SOURCES = ("camera", "stream")  # paced by the world: no --fast
 
 DESCRIPTION = "Live audio-visual event detection: label every second of a stream with JCA."
 EPILOG = """\
     python main.py --camera 0 --checkpoint runs/jca.pt          # webcam + default microphone
     python main.py --replay clip.mp4 --checkpoint runs/jca.pt   # a file, as if it were live
     python main.py --replay clip.mp4 --random-weights --fast --headless > predictions.jsonl
+    python main.py --stream rtsp://cam.local/live --checkpoint runs/jca.pt   # a network camera
+    python main.py --stream URL1 --camera 0 --replay clip.mp4 --checkpoint runs/jca.pt  # 3 streams
     python main.py --synthetic --random-weights --duration 20
 
 Ends on Ctrl+C, at the end of the file or after --duration seconds; the prediction log
@@ -47,8 +50,9 @@ Ends on Ctrl+C, at the end of the file or after --duration seconds; the predicti
 @dataclass(frozen=True)
 class AppOptions:
     source: str  # "camera", "replay" or "synthetic"
-    camera: str | None = None  # index or device path
+    camera: str | None = None  # index, device path or URL (video only)
     replay: str | None = None  # file
+    stream: str | None = None  # URL of a network stream (video and audio)
     mic: str | None = None  # name or index; None = the default input
     checkpoint: str | None = None
     random_weights: bool = False
@@ -69,15 +73,21 @@ class AppOptions:
     weights_dir: str | None = None
     seed: int = 0
     overlay: str | None = None  # video file: the stream drawn with label, confidence, attention
+    # Several sources: (kind, target) for every --camera / --replay / --stream, in command-line
+    # order, each its own stream (streamer.multi); empty for one source (the fields above).
+    sources: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
-            raise UserError(f"unknown source {self.source!r}: use --camera, --replay or "
-                            "--synthetic")
+            raise UserError(f"unknown source {self.source!r}: use --camera, --replay, --stream "
+                            "or --synthetic")
         if self.checkpoint and self.random_weights:
             raise UserError("--checkpoint and --random-weights exclude each other: pick one")
-        if self.fast and self.source == "camera":
+        kinds = {kind for kind, _ in self.sources} | {self.source}
+        if self.fast and kinds & set(LIVE_SOURCES):
             raise UserError("--fast only applies to --replay and --synthetic")
+        if self.sources and self.overlay:
+            raise UserError("--overlay draws one stream: give one source with it")
         check_choice("--backend", self.backend, BACKENDS)
         check_choice("--precision", self.precision, PRECISIONS)
         check_choice("--extractor-path", self.extractor_path, EXTRACTOR_PATHS)
@@ -94,11 +104,17 @@ class AppOptions:
 def add_source_and_model_args(ap: argparse.ArgumentParser) -> None:
     """The source and model flags (main.py's and benchmarks.latency's); `app_options` reads
     them."""
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--camera", metavar="N", help="camera index or device path")
-    src.add_argument("--replay", metavar="FILE", help="replay a video file as if it were live")
-    src.add_argument("--synthetic", action="store_true",
-                     help="generated frames and tones with known events")
+    ap.set_defaults(sources=())
+    ap.add_argument("--camera", metavar="N", action=SourceFlag,
+                    help="camera index, device path or URL (video only; sound from --mic); "
+                         "repeatable")
+    ap.add_argument("--replay", metavar="FILE", action=SourceFlag,
+                    help="replay a video file as if it were live; repeatable")
+    ap.add_argument("--stream", metavar="URL", action=SourceFlag,
+                    help="network stream with picture and sound (rtsp://, rtmp://, srt://, "
+                         "http://, tcp://, udp://...); repeatable: each source is one stream")
+    ap.add_argument("--synthetic", action="store_true",
+                    help="generated frames and tones with known events")
     ap.add_argument("--mic", metavar="DEVICE", help="microphone name or index (with --camera)")
     ap.add_argument("--checkpoint", metavar="FILE", help="trained model (python -m model.train)")
     ap.add_argument("--random-weights", action="store_true",
@@ -131,6 +147,28 @@ def add_source_and_model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of random weights")
 
 
+class SourceFlag(argparse.Action):
+    """--camera / --replay / --stream: each may be repeated; every one is kept, in command-line
+    order, in `sources`, and the first of each flag in its own attribute."""
+
+    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, value: object,
+                 option_string: str | None = None) -> None:
+        ns.sources = (*ns.sources, (self.dest, str(value)))
+        if getattr(ns, self.dest) is None:
+            setattr(ns, self.dest, value)
+
+
+def source_kinds(a: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    """The sources the flags name, in order; exactly one of them or --synthetic."""
+    sources = tuple(a.sources)
+    if a.synthetic and sources:
+        raise UserError("--synthetic is a source of its own: drop --camera / --replay / --stream "
+                        "or --synthetic")
+    if not a.synthetic and not sources:
+        raise UserError("no source: pass --camera N, --replay FILE, --stream URL or --synthetic")
+    return sources
+
+
 def frames_arg(text: str) -> int | None:
     """--frames-per-segment: a whole number, or auto (None)."""
     if text == AUTO_FRAMES:
@@ -144,9 +182,11 @@ def frames_arg(text: str) -> int | None:
 
 def app_options(a: argparse.Namespace, **outputs: object) -> AppOptions:
     """AppOptions from the flags of `add_source_and_model_args`; `outputs`: the other fields."""
-    source = "camera" if a.camera is not None else "replay" if a.replay is not None else "synthetic"
+    sources = source_kinds(a)
+    source = sources[0][0] if sources else "synthetic"
     return AppOptions(
-        source=source, camera=a.camera, replay=a.replay, mic=a.mic, checkpoint=a.checkpoint,
+        source=source, camera=a.camera, replay=a.replay, stream=a.stream,
+        sources=sources if len(sources) > 1 else (), mic=a.mic, checkpoint=a.checkpoint,
         random_weights=a.random_weights, backend=a.backend, precision=a.precision, device=a.device,
         frames_per_segment=a.frames_per_segment, extractor_path=a.extractor_path,
         lookahead=a.lookahead, duration=a.duration,
