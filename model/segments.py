@@ -59,10 +59,13 @@ def segment_count(duration: float) -> int:
 
 
 def rms_db(x: np.ndarray) -> float:
-    """Level of a float signal in dBFS (a full-scale sine is -3 dB), floored at -120."""
+    """Level of a float signal in dBFS (a full-scale sine is -3 dB), floored at -120; NaN and
+    infinite samples (a broken float file) do not count."""
+    x = np.asarray(x, np.float64)
+    x = x[np.isfinite(x)]
     if len(x) == 0:
         return -120.0
-    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+    rms = float(np.sqrt(np.mean(np.square(x))))
     return max(-120.0, 20.0 * math.log10(rms + 1e-12))
 
 

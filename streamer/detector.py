@@ -10,8 +10,10 @@ position 9 - k), giving the backward RNNs k seconds of future context for k seco
 At the end of the stream the k segments still unlabelled are labelled from the last window
 (position 9 - (n - 1 - j)), as model.data.window_for_segment does; their record's `lookahead`
 says how much future they really had. Probabilities are softmax(logits / T), T the checkpoint's
-calibrated temperature (1 without one). The backend is a model.backends WindowBackend (any
-backend, eager included): it takes the window's arrays and gives float32 CPU tensors.
+calibrated temperature (1 without one); a position whose probabilities are not finite (the model
+overflowed) is labelled background with uniform probabilities and flagged `nonfinite`. The
+backend is a model.backends WindowBackend (any backend, eager included): it takes the window's
+arrays and gives float32 CPU tensors.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Prediction:
     warmup: bool  # the window was padded
     attention: np.ndarray | None  # (7, 7) early-fusion attention of this segment, if any
     model_ms: float  # the model call that produced it
+    nonfinite: bool = False  # the model gave no finite probabilities: background, uniform
 
 
 class Detector:
@@ -53,6 +56,7 @@ class Detector:
         self.lookahead, self.temperature = check_lookahead(lookahead), temperature
         self.window = Window(SEGMENTS, pad)
         self._probs: np.ndarray | None = None  # (10, C) of the last call
+        self._finite = np.ones(SEGMENTS, bool)  # (10,) which gave finite probabilities
         self._attn: np.ndarray | None = None  # (10, 7, 7)
         self._warmup = True
         self._model_ms = 0.0
@@ -68,7 +72,11 @@ class Detector:
         if logits.shape[-1] != len(self.class_names):
             raise UserError(f"the model gives {logits.shape[-1]} classes but the checkpoint names "
                             f"{len(self.class_names)}; the checkpoint is inconsistent, re-save it")
-        self._probs = softmax(logits, self.temperature)
+        with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows are handled here
+            probs = softmax(logits, self.temperature)  # (10, C)
+        self._finite = np.isfinite(probs).all(axis=-1)
+        probs[~self._finite] = 1.0 / len(self.class_names)
+        self._probs = probs
         self._attn = None if attn is None else np.asarray(attn[0], np.float32)  # (10, 7, 7)
         self._warmup = self.window.padded > 0
 
@@ -76,12 +84,12 @@ class Detector:
         assert self._probs is not None
         ahead = self.window.count - 1 - j
         pos = SEGMENTS - 1 - ahead
-        probs = self._probs[pos]
-        c = int(np.argmax(probs))
+        probs, finite = self._probs[pos], bool(self._finite[pos])
+        c = int(np.argmax(probs)) if finite else len(self.class_names) - 1  # background
         return Prediction(segment=j, probs=probs, class_id=c, label=self.class_names[c],
                           confidence=float(probs[c]), lookahead=ahead, warmup=self._warmup,
                           attention=None if self._attn is None else self._attn[pos],
-                          model_ms=self._model_ms)
+                          model_ms=self._model_ms, nonfinite=not finite)
 
     def push(self, audio: np.ndarray, visual: np.ndarray) -> list[Prediction]:
         """Add a closed segment's features; returns the prediction that became due, if any."""

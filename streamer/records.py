@@ -3,6 +3,9 @@ contract plus the extras of docs/INTERFACES.md). Written and read only here.
 
     f.write(log_line(record) + "\\n")    # everything but the in-process `attention`
     records = read_log("runs/predictions.jsonl")
+
+Strict JSON: a NaN or infinity (which most parsers refuse) is an error here, never written; the
+pipeline keeps them out of records (a segment with one is flagged `nonfinite`).
 """
 
 from __future__ import annotations
@@ -28,10 +31,15 @@ def _jsonable(x: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
+def json_text(obj: Any) -> str:
+    """Strict JSON of a log object (numpy values as plain numbers and lists); ValueError on a
+    NaN or infinity."""
+    return json.dumps(obj, default=_jsonable, allow_nan=False)
+
+
 def log_line(record: Mapping[str, Any]) -> str:
-    """The prediction-log JSON of a record (numpy values as plain numbers and lists)."""
-    return json.dumps({k: v for k, v in record.items() if k not in IN_PROCESS_ONLY},
-                      default=_jsonable)
+    """The prediction-log JSON of a record."""
+    return json_text({k: v for k, v in record.items() if k not in IN_PROCESS_ONLY})
 
 
 def read_log(path: str | Path) -> list[dict]:

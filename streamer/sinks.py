@@ -11,7 +11,6 @@ streamer.console's.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Protocol
@@ -19,7 +18,7 @@ from typing import IO, Protocol
 from model.classes import BACKGROUND
 from model.errors import UserError
 from streamer.intervals import Interval, IntervalTracker
-from streamer.records import log_line
+from streamer.records import json_text, log_line
 
 
 class Sink(Protocol):
@@ -74,7 +73,7 @@ class EventLog:
                 d["untrained"] = True
             if self.random_features:
                 d["random_features"] = True
-            self._f.write(json.dumps(d) + "\n")
+            self._f.write(json_text(d) + "\n")
             for listen in self.listeners:
                 listen(d)
         self._f.flush()

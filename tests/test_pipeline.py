@@ -354,3 +354,72 @@ def test_one_runtime_assembles_many_streams():
     assert all(r["untrained"] is True and r["random_features"] is True for r in runs[0])
     for mine, want in zip(runs[0], ref.records, strict=True):
         np.testing.assert_allclose(mine["probs"], want["probs"], rtol=0, atol=1e-12)
+
+
+class NanAudio(FakeAudio):
+    """NaN features for the segments numbered in `bad` (a broken extractor or input)."""
+
+    def __init__(self, bad: set[int]) -> None:
+        self.bad, self.calls = bad, 0
+
+    def __call__(self, samples):
+        out = super().__call__(samples)
+        self.calls += 1
+        return np.full_like(out, np.nan) if self.calls - 1 in self.bad else out
+
+
+class OverflowOnce:
+    """The backend, but its call number `at` gives an infinite logit (an fp16 overflow)."""
+
+    def __init__(self, backend, at: int) -> None:
+        self.backend, self.at, self.calls = backend, at, 0
+
+    def __call__(self, audio, visual):
+        out = self.backend(audio, visual)
+        logits = torch.as_tensor(out[0] if isinstance(out, tuple) else out).clone()
+        if self.calls == self.at:
+            logits[..., 0] = math.inf
+        self.calls += 1
+        return logits
+
+
+def strict_json(line: str) -> dict:
+    def refuse(name: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {name} in {line[:80]}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_non_finite_features_and_probabilities_are_flagged_segments(tmp_path):
+    """A NaN feature (segment 2) and an overflowing model call (segment 4) are each a flagged,
+    counted segment: strict JSON in the log, background for the lost probabilities, and the
+    window not poisoned for the segments after them."""
+    log, events = tmp_path / "log.jsonl", tmp_path / "events.jsonl"
+    det = RecordingDetector(OverflowOnce(live_backend("eager", tiny_model()), at=4), CLASSES)
+    sink = ListSink()
+    summary = Pipeline(synthetic_source(Script.demo(6.0), fast=True), FakeVisual().frame_features,
+                       NanAudio({2}), det,
+                       [JsonlLog(log), EventLog(events, min_event=0.0), sink],
+                       PipelineOptions(frames_per_segment=1)).run()
+    assert summary.error is None
+    recs = [strict_json(x) for x in log.read_text().splitlines()]
+    [strict_json(x) for x in events.read_text().splitlines()]
+    assert [r["nonfinite"] for r in recs] == [False, False, True, False, True, False]
+    for r in recs:
+        assert all(math.isfinite(p) for p in r["probs"]) and math.isclose(sum(r["probs"]), 1)
+    assert (recs[4]["label"], recs[4]["class_id"]) == ("background", 3)
+    assert recs[4]["probs"] == [0.25] * 4 and recs[4]["confidence"] == 0.25
+    audio_2, visual_2 = det.inputs[2]
+    assert not audio_2.any() and np.isfinite(visual_2).all()  # NaN entered the window as 0
+    assert summary.nonfinite == 2 and "2 non-finite segments" in summary.line()
+    assert summary.to_dict()["nonfinite"] == 2
+
+
+def test_log_lines_are_strict_json():
+    from streamer.records import log_line
+
+    assert strict_json(log_line({"segment": 0, "probs": np.array([0.5, 0.5])}))["probs"] == [
+        0.5, 0.5]
+    for bad in (math.nan, math.inf):
+        with pytest.raises(ValueError, match="JSON compliant"):
+            log_line({"segment": 0, "confidence": bad})
