@@ -64,7 +64,12 @@ def aot_compile(ep: ExportedProgram, path: Path) -> Path:
     """
     from torch._inductor import aoti_compile_and_package
 
-    return Path(aoti_compile_and_package(ep, package_path=str(path)))
+    with warnings.catch_warnings():
+        # torch deep-copies the graph, whose pytree specs it made itself as LeafSpec, a class
+        # it deprecates (torch 2.13): nothing here uses it
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`",
+                                category=FutureWarning)
+        return Path(aoti_compile_and_package(ep, package_path=str(path)))
 
 
 def aot_load(path: Path) -> Callable[..., object]:
