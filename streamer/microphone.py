@@ -7,6 +7,10 @@ mono float32, resamples to 16 kHz if the device cannot record at that rate, stam
 stream clock and queues them (dropping the oldest when the consumer is behind). Timestamps
 count samples from the first block's ADC time, so blocks are contiguous; an input overflow
 (samples PortAudio lost) is counted as a drop and re-anchors the count on the ADC time.
+
+A microphone that goes away (unplugged, its sound server killed) raises nothing in PortAudio:
+the stream just goes inactive and the callbacks stop. A watchdog thread looks at the stream
+every WATCH_S and ends the source with MicrophoneLost (one line) when it is no longer active.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from model.extractors.vggish_frontend import SAMPLE_RATE
 from streamer.clock import Clock
 from streamer.sources import AUDIO, Audio, ItemQueue
 
-BLOCK = 1024  # frames per PortAudio callback (64 ms at 16 kHz)
+BLOCK = 0  # frames per callback: PortAudio's choice (a fixed 1024 stalls PulseAudio's ALSA plugin)
+WATCH_S = 0.25  # how often the watchdog checks that the stream is still active
 
 
 class MicrophoneLost(UserError):
@@ -87,6 +92,7 @@ class MicrophoneProducer:
         self._stream: Any = None
         self._lock = threading.Lock()
         self._queue: ItemQueue | None = None
+        self._watchdog: threading.Thread | None = None
 
     def _open(self, rate: int, callback: Any, finished: Any) -> Any:
         return self.sd.InputStream(device=self.device, channels=1, samplerate=rate,
@@ -120,8 +126,7 @@ class MicrophoneProducer:
 
         def finished() -> None:
             if not stopping.is_set():
-                queue.fail(MicrophoneLost(f"microphone {self.name!r} stopped delivering audio: "
-                                          "check it is plugged in, then restart"))
+                queue.fail(self.lost())
 
         rate = SAMPLE_RATE
         try:
@@ -138,11 +143,28 @@ class MicrophoneProducer:
             raise UserError(f"cannot open microphone {self.name!r} ({e}): close other programs "
                             "using it or pick another with --mic") from None
         self._stream = stream
+        self._watchdog = threading.Thread(target=self._watch, args=(stream, queue, stopping),
+                                          name="jca-mic-watchdog", daemon=True)
+        self._watchdog.start()
+
+    def lost(self) -> MicrophoneLost:
+        return MicrophoneLost(f"microphone {self.name!r} stopped delivering audio: check it is "
+                              "plugged in (and its sound server running), then restart")
+
+    def _watch(self, stream: Any, queue: ItemQueue, stopping: threading.Event) -> None:
+        """End the source once the stream goes inactive without being stopped."""
+        while not stopping.wait(WATCH_S):
+            if not stream.active:
+                if not stopping.is_set():
+                    queue.fail(self.lost())
+                return
 
     def stop(self) -> None:
         if self._stream is None:
             return
         self._stopping.set()
+        if self._watchdog is not None:
+            self._watchdog.join()
         stream, self._stream = self._stream, None
         try:
             stream.stop()

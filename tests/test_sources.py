@@ -17,7 +17,7 @@ import pytest
 from model.errors import UserError
 from streamer.camera import CameraLost, CameraProducer
 from streamer.clock import Clock
-from streamer.microphone import MicrophoneProducer
+from streamer.microphone import MicrophoneLost, MicrophoneProducer
 from streamer.replay import open_container, replay_source
 from streamer.sources import END, Audio, Frame, ItemQueue, Source
 from streamer.synthetic import Script, synthetic_source, write_media
@@ -262,6 +262,7 @@ def fake_sounddevice(devices):
         def __init__(self, callback, finished_callback, samplerate, **kw):
             self.callback, self.finished, self.samplerate = callback, finished_callback, samplerate
             self.time = 100.0
+            self.active = True  # PortAudio's: False once the device or its server is gone
             sd.streams.append(self)
             self.closed = False
 
@@ -320,3 +321,24 @@ def test_microphone_blocks_are_stamped_contiguously_and_overflows_counted(monkey
     assert items[2].t - items[1].t == pytest.approx(256 / RATE)
     assert items[3].t - items[0].t == pytest.approx(0.5, abs=0.01)  # re-anchored after overflow
     assert src.drops["audio"] == 1 and producer.overflows == 1
+
+
+def test_microphone_that_goes_inactive_ends_the_source_with_one_line(monkeypatch):
+    """PortAudio raises nothing when a microphone (or its sound server) goes away: the stream
+    just turns inactive. The watchdog ends the source, after the blocks captured before."""
+    mic = {"name": "USB mic", "max_input_channels": 1, "default_samplerate": 16000.0}
+    sd = fake_sounddevice([mic])
+    monkeypatch.setitem(sys.modules, "sounddevice", sd)
+    src = Source("mic", [MicrophoneProducer("USB mic")], live=True)
+    src.start(Clock())
+    (stream,) = sd.streams
+    ok = types.SimpleNamespace(input_overflow=False)
+    stream.callback(np.zeros((256, 1), np.float32), 256,
+                    types.SimpleNamespace(inputBufferAdcTime=100.0), ok)
+    stream.active = False
+    items = []
+    with pytest.raises(MicrophoneLost, match="stopped delivering audio") as e:
+        items.extend(src)
+    assert len(items) == 1 and "\n" not in str(e.value)
+    src.close()
+    assert stream.closed
