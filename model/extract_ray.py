@@ -79,7 +79,7 @@ class RayOptions:
     batch: int = 4  # windows per actor call
     actor_cpus: float = 1.0  # CPUs each actor reserves (and its torch threads)
     gpus_per_actor: float | None = None  # None: CUDA_GPUS_PER_ACTOR on a CUDA device, else 0
-    retries: int = 2  # Ray's retries of a failed task or actor call
+    retries: int = 2  # Ray Data's retries of an error in a task or an actor call
     device: str = "cpu"  # where the actors run the networks
     threads: int | None = None  # torch threads per actor (None: its reserved CPUs)
 
@@ -88,13 +88,15 @@ class RayOptions:
                         ("--ray-batch", self.batch)):
             if n < 1:
                 raise UserError(f"{flag} must be >= 1, got {n}")
-        if not self.actor_cpus > 0:
-            raise UserError(f"--ray-actor-cpus must be positive, got {self.actor_cpus}")
+        if not (math.isfinite(self.actor_cpus) and self.actor_cpus > 0):
+            raise UserError(f"--ray-actor-cpus must be a finite number > 0, got {self.actor_cpus}")
         if self.retries < 0:
             raise UserError(f"--ray-retries must be >= 0, got {self.retries}")
         check_device_name(self.device)
-        if self.gpus_per_actor is not None and not self.gpus_per_actor >= 0:
-            raise UserError(f"--ray-gpus-per-actor must be >= 0, got {self.gpus_per_actor}")
+        if self.gpus_per_actor is not None and not (math.isfinite(self.gpus_per_actor)
+                                                    and self.gpus_per_actor >= 0):
+            raise UserError(f"--ray-gpus-per-actor must be a finite number >= 0, got "
+                            f"{self.gpus_per_actor}")
         if self.gpus > 0 and self.device == "cpu":
             raise UserError("--ray-gpus-per-actor needs --device cuda (the actors would hold a "
                             "GPU and run on the CPU)")
@@ -352,19 +354,19 @@ def connect(opts: RayOptions) -> tuple[bool, str | None]:
     return True, getattr(ctx, "dashboard_url", None) or None
 
 
+def resources_text(r: dict[str, float]) -> str:
+    return (f"{r.get('CPU', 0):g} CPUs, {r.get('GPU', 0):g} GPUs and "
+            f"{r.get('memory', 0) / 2**30:.1f} GiB of memory")
+
+
 def check_resources(opts: RayOptions, have: dict[str, float]) -> None:
     """UserError when the actors and one decode task cannot all be placed: the run would wait
     for them forever."""
     need = opts.needs()
-    short = [k for k in need if need[k] > have.get(k, 0.0) + 1e-9]
-    if short:
-        def amounts(r: dict[str, float]) -> str:
-            return (f"{r.get('CPU', 0):g} CPUs, {r.get('GPU', 0):g} GPUs and "
-                    f"{r.get('memory', 0) / 2**30:.1f} GiB of memory")
-
+    if any(need[k] > have.get(k, 0.0) + 1e-9 for k in need):
         raise UserError(
-            f"Ray has {amounts(have)}, the {opts.actors + opts.audio_actors} actors and a decode "
-            f"task need {amounts(need)}: lower --ray-actors, --ray-audio-actors, "
+            f"Ray has {resources_text(have)}, the {opts.actors + opts.audio_actors} actors and a "
+            f"decode task need {resources_text(need)}: lower --ray-actors, --ray-audio-actors, "
             "--ray-actor-cpus or --ray-gpus-per-actor, or add nodes")
 
 
@@ -416,20 +418,22 @@ def extract_on_ray(job: Job, todo: list[tuple[int, str]], ex: Extractors, opts: 
     rows = ds.iter_rows()
     try:
         for row in rows:
-            index = int(row["index"])
-            frames[index] = frames.get(index, 0) + int(row.get("frames", 0))
-            got = asm.add(row)
-            if got is not None:
-                name = job.files[index].file
-                if isinstance(got[1], str):
-                    summary.failed[name] = got[1]
-                else:
-                    job.cache.save(name, got[1])
-                finished.add(index)
+            index, n = int(row["index"]), int(row["frames"])
+            frames[index] = frames.get(index, 0) + n
+            done = asm.add(row)
             if bar is not None:
-                bar.add(int(got is not None), int(row.get("frames", 0)))
-            if got is not None and on_file is not None:
-                on_file(job.files[index].file, frames.pop(index, 0))
+                bar.add(int(done is not None), n)
+            if done is None:
+                continue
+            name, result = job.files[index].file, done[1]
+            if isinstance(result, str):
+                summary.failed[name] = result
+            else:
+                job.cache.save(name, result)
+            finished.add(index)
+            if on_file is not None:
+                on_file(name, frames[index])
+            del frames[index]
     finally:
         close = getattr(rows, "close", None)
         if close is not None:  # stops the pipeline when the loop ends early (Ctrl+C)

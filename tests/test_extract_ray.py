@@ -274,7 +274,10 @@ def test_assembler_puts_windows_together_in_any_order():
 
 def test_options_and_resources_are_checked_in_one_line():
     for bad, flag in ((dict(actors=0), "--ray-actors"), (dict(batch=0), "--ray-batch"),
-                      (dict(actor_cpus=0), "--ray-actor-cpus"), (dict(retries=-1), "--ray-retries"),
+                      (dict(actor_cpus=0), "--ray-actor-cpus"),
+                      (dict(actor_cpus=float("inf")), "--ray-actor-cpus"),
+                      (dict(retries=-1), "--ray-retries"),
+                      (dict(device="cuda", gpus_per_actor=float("nan")), "--ray-gpus-per-actor"),
                       (dict(device="tpu"), "--device"),
                       (dict(gpus_per_actor=1.0), "--ray-gpus-per-actor")):
         with pytest.raises(UserError, match=flag):
