@@ -66,8 +66,11 @@ def build_extractors(weights_dir: str | Path | None = None, random_weights: bool
                      visual_weights_file: str | Path | None = None,
                      audio_weights_file: str | Path | None = None,
                      pca_file: str | Path | None = None, extractor_path: str = "fp32",
-                     cache_dir: str | Path | None = None) -> Extractors:
-    """Both extractors + their recipe. Missing weights (and not random) -> one-line UserError."""
+                     cache_dir: str | Path | None = None,
+                     offer_random: bool = True) -> Extractors:
+    """Both extractors + their recipe. Missing weights (and not random) -> one-line UserError
+    naming the fetch command, and --random-weights when `offer_random` (a caller whose model was
+    trained on these weights passes False: random features would not fit it)."""
     if extractor_path not in EXTRACTOR_PATHS:
         raise UserError(f"unknown extractor path {extractor_path!r}: use "
                         f"{' or '.join(EXTRACTOR_PATHS)}")
@@ -111,11 +114,11 @@ def build_extractors(weights_dir: str | Path | None = None, random_weights: bool
         if missing:
             files = ", ".join(w.filename for w in missing)
             urls = " ".join(w.url for w in missing)
+            alternative = " (or pass --random-weights for untrained features)"
             raise UserError(
                 f"missing extractor weights {files} in {directory}: run `python -m model.weights "
                 f"fetch {' '.join(w.name for w in missing)} --weights-dir {directory}`, or "
-                f"download {urls} by hand into that folder (or pass --random-weights for "
-                f"untrained features)")
+                f"download {urls} by hand into that folder{alternative if offer_random else ''}")
         vnet.load_state_dict(vgg19.load_vgg19_weights(paths["visual"]))
         anet.load_state_dict(vggish.load_vggish_weights(paths["audio"]))
         vid, aid = weights.identity(paths["visual"]), weights.identity(paths["audio"])
