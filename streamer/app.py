@@ -3,6 +3,7 @@ options ask for, run it.
 
     opts = AppOptions(source="replay", replay="clip.mp4", random_weights=True, fast=True)
     summary = run(opts)       # prints the summary and notes on stderr
+    summary = run(opts, signals)   # SIGTERM / SIGHUP stop it cleanly (streamer.signals)
 
 The options are checked when they are made (streamer.options); loading is streamer.runtime.
 """
@@ -10,16 +11,19 @@ The options are checked when they are made (streamer.options); loading is stream
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 from model.extractors.vggish_frontend import SAMPLE_RATE
 from streamer.offsets import load_offset, source_key
 from streamer.options import AppOptions
 from streamer.pipeline import Pipeline, Summary
 from streamer.runtime import Runtime, assemble, load_runtime, say
+from streamer.signals import StopSignals
 from streamer.sinks import EventLog, JsonlLog
 from streamer.sources import Source
 
 SYNTHETIC_SECONDS = 3600.0  # a synthetic stream without --duration
+STDOUT_CLOSED = "stdout closed"  # why a run stopped when the reader of its output went away
 
 
 def open_source(opts: AppOptions) -> Source:
@@ -58,14 +62,18 @@ def resolve_av_offset(opts: AppOptions, source: Source) -> float:
     return saved.offset_ms / 1000
 
 
-def build(opts: AppOptions) -> Pipeline:
-    """Everything from the options; user mistakes surface here as UserError, before any thread."""
+def build(opts: AppOptions, signals: StopSignals | None = None) -> Pipeline:
+    """Everything from the options; user mistakes surface here as UserError, before any thread.
+    `signals`: SIGTERM / SIGHUP stop the pipeline from the moment it exists, before its sinks
+    are opened (until then they abort the loading)."""
     source = open_source(opts)  # a missing file or camera fails first, and fast
     try:
         opts = replace(opts, av_offset=resolve_av_offset(opts, source))
         rt = load_runtime(opts)
         pipe = assemble(rt, source, lookahead=opts.lookahead, av_offset=opts.av_offset or 0.0,
                         duration=opts.duration)
+        if signals is not None:
+            signals.attach(pipe.stop)
         pipe.sinks = make_sinks(opts, pipe, rt)
     except BaseException:
         source.close()
@@ -87,7 +95,8 @@ def make_sinks(opts: AppOptions, pipe: Pipeline, rt: Runtime) -> list:
     class_names = rt.model.class_names
     header = {**pipe.status(), "class_names": list(class_names)}
     console = make_console_sink("json" if opts.headless else "auto", header, pipe.status,
-                                class_names=class_names)
+                                class_names=class_names,
+                                on_reader_gone=partial(pipe.stop, STDOUT_CLOSED))
     sinks: list = []
     try:
         if opts.log:
@@ -106,16 +115,23 @@ def make_sinks(opts: AppOptions, pipe: Pipeline, rt: Runtime) -> list:
     return [*sinks, console]
 
 
-def run(opts: AppOptions) -> Summary | list[Summary]:
+def ending(summary: Summary) -> str:
+    """How the summary line starts: how the stream ended."""
+    if summary.stopped_by is not None:
+        return f"stopped ({summary.stopped_by}): "
+    return "interrupted: " if summary.interrupted else "done: "
+
+
+def run(opts: AppOptions, signals: StopSignals | None = None) -> Summary | list[Summary]:
     """Build, run to the end, print the summary on stderr; a stream fault is raised after it.
     Several sources: streamer.multi, one summary per stream."""
     if opts.sources:
         from streamer.multi import run_many
 
         return run_many(opts)
-    pipe = build(opts)
+    pipe = build(opts, signals)
     summary = pipe.run()
-    say(("interrupted: " if summary.interrupted else "done: ") + summary.line())
+    say(ending(summary) + summary.line())
     if opts.log:
         say(f"predictions: {opts.log}" + (f", events: {opts.events}" if opts.events else ""))
     if summary.error is not None:
