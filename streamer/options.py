@@ -196,7 +196,7 @@ def app_options(a: argparse.Namespace, **outputs: object) -> AppOptions:
 
 def parse_args(argv: list[str] | None = None) -> AppOptions:
     """main.py's command line -> AppOptions (a bad value is a UserError, a bad flag exits 2)."""
-    ap = argparse.ArgumentParser(prog="main.py", description=DESCRIPTION,
+    ap = argparse.ArgumentParser(description=DESCRIPTION,  # prog: main.py or jca-live
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=EPILOG)
     add_source_and_model_args(ap)
