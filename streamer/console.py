@@ -9,7 +9,6 @@ pipeline's live status, polled by the dashboard. rich is imported only for the d
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -69,26 +68,46 @@ def plain_line(record: Mapping[str, Any], class_names: Sequence[str] = ()) -> st
     return line
 
 
+class LineWriter:
+    """Lines on `stream`, each flushed. When its reader goes away (`main.py ... | head`) it
+    writes nothing more, points fd 1 at /dev/null if `stream` is stdout (so the exit's flush of
+    what is still buffered stays quiet) and calls `on_reader_gone` once (main.py: end the
+    stream; the prediction log is written as ever)."""
+
+    def __init__(self, stream: TextIO | None = None,
+                 on_reader_gone: Callable[[], None] | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        self.on_reader_gone = on_reader_gone
+        self.gone = False
+
+    def write(self, line: str) -> None:
+        if self.gone:
+            return
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
+            self.gone = True
+            if self.stream is sys.stdout:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            if self.on_reader_gone is not None:
+                self.on_reader_gone()
+
+
 class PlainSink:
     """One readable line per segment on `stream` (for when stdout is not a terminal)."""
 
     def __init__(self, header: Mapping[str, Any] | None = None, stream: TextIO | None = None,
-                 class_names: Sequence[str] | None = None) -> None:
-        self.stream = stream if stream is not None else sys.stdout
+                 class_names: Sequence[str] | None = None,
+                 on_reader_gone: Callable[[], None] | None = None) -> None:
+        self.out = LineWriter(stream, on_reader_gone)
         header = dict(header or {})
         names = class_names if class_names is not None else header.get("class_names", ())
         self.class_names = tuple(names or ())
-        self._write(header_line(header))
-
-    def _write(self, line: str) -> None:
-        try:
-            self.stream.write(line + "\n")
-            self.stream.flush()
-        except (BrokenPipeError, ValueError):  # reader went away; the pipeline carries on
-            pass
+        self.out.write(header_line(header))
 
     def on_segment(self, record: Mapping[str, Any]) -> None:
-        self._write(plain_line(record, self.class_names))
+        self.out.write(plain_line(record, self.class_names))
 
     def close(self) -> None:
         pass
@@ -97,35 +116,26 @@ class PlainSink:
 class JsonSink:
     """One prediction-log JSON object per line (`--headless`); flushed every line."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream if stream is not None else sys.stdout
-        self._broken = False
+    def __init__(self, stream: TextIO | None = None,
+                 on_reader_gone: Callable[[], None] | None = None) -> None:
+        self.out = LineWriter(stream, on_reader_gone)
 
     def on_segment(self, record: Mapping[str, Any]) -> None:
-        if self._broken:
-            return
-        try:
-            self.stream.write(log_line(record) + "\n")
-            self.stream.flush()
-        except BrokenPipeError:
-            # `... | head`: stop writing, and point fd 1 at /dev/null so exit stays quiet
-            self._broken = True
-            if self.stream is sys.stdout:
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
+        self.out.write(log_line(record))
 
     def close(self) -> None:
-        if not self._broken:
-            with contextlib.suppress(BrokenPipeError, ValueError):
-                self.stream.flush()
+        pass
 
 
 def make_console_sink(mode: str, header: Mapping[str, Any],
                       status: Callable[[], Mapping] | None = None,
                       class_names: Sequence[str] | None = None,
-                      stream: TextIO | None = None) -> Dashboard | PlainSink | JsonSink:
+                      stream: TextIO | None = None,
+                      on_reader_gone: Callable[[], None] | None = None,
+                      ) -> Dashboard | PlainSink | JsonSink:
     """'auto': the dashboard when `stream` is a terminal, plain lines otherwise;
-    'json': one log object per line (--headless)."""
+    'json': one log object per line (--headless). `on_reader_gone`: called once when the
+    reader of the plain or JSON lines closes its end (LineWriter)."""
     if mode not in MODES:
         raise ValueError(f"console mode must be one of {MODES}, got {mode!r}")
     stream = stream if stream is not None else sys.stdout
@@ -133,9 +143,9 @@ def make_console_sink(mode: str, header: Mapping[str, Any],
         tty = hasattr(stream, "isatty") and stream.isatty() and os.environ.get("TERM") != "dumb"
         mode = "dashboard" if tty else "plain"
     if mode == "json":
-        return JsonSink(stream)
+        return JsonSink(stream, on_reader_gone)
     if mode == "plain":
-        return PlainSink(header, stream, class_names)
+        return PlainSink(header, stream, class_names, on_reader_gone)
     from rich.console import Console
 
     from streamer.dashboard import Dashboard

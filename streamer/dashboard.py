@@ -12,6 +12,7 @@ the dashboard, plain lines and JSON: streamer.console.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -72,9 +73,12 @@ class Dashboard:
         self.model.add_event(interval)
 
     def close(self) -> None:
+        """Stop drawing and show the cursor again; a terminal already gone (SIGHUP) is no
+        error: there is nothing left to draw on."""
         if not self._closed:
             self._closed = True
-            self._live.stop()
+            with contextlib.suppress(OSError):
+                self._live.stop()
 
 
 # Demo: fake records at a chosen pace, to look at the dashboard without a model.
