@@ -12,10 +12,11 @@ replayed live and the same file extracted offline count segments from the same i
   The picture is turned upright as the file's display matrix says (a phone's portrait clip:
   -90 degrees, a quarter turn clockwise), by quarter turns; a mirror in the matrix is not
   undone (only its rotation part is applied).
-- audio: the first audio track, resampled to 16 kHz packed float and averaged over its
-  channels, whatever the layout (mono to 7.1, named or not): the VGGish recipe, not FFmpeg's
-  -3 dB downmix. Blocks are stamped by sample count from the first audio frame, so they are
-  contiguous.
+- audio: the first audio track, averaged over its channels whatever the layout (mono to 7.1,
+  named or not: the VGGish recipe, not FFmpeg's -3 dB downmix) and resampled to 16 kHz as the
+  official VGGish front end does (model.extractors.resample, the one resampler of the offline,
+  replay and microphone paths). Blocks are stamped by sample count from the first audio frame,
+  so they are contiguous.
 Packets of the two tracks come in the order the file stores them; the segmenter cuts by
 timestamp, so the order across kinds does not matter.
 
@@ -35,11 +36,12 @@ from pathlib import Path
 import numpy as np
 
 from model.errors import UserError
+from model.extractors.resample import StreamResampler
 from model.extractors.vggish_frontend import SAMPLE_RATE
 from model.items import Audio, Frame, Item
 
-# FFmpeg's resampler output: packed float, one row of interleaved channels. (PyAV's to_ndarray
-# of a planar frame crashes the process with 8 or more channels.)
+# Decoded audio converted (rate kept) to packed float, one row of interleaved channels. (PyAV's
+# to_ndarray of a planar frame crashes the process with 8 or more channels.)
 AUDIO_FORMAT = "flt"
 FALLBACK_FPS = 25.0  # spacing of frames without a timestamp when the track declares no rate
 TRUNCATED_S = 1.0  # data ending this much before the declared end: the file is cut short
@@ -132,12 +134,9 @@ def full_rgb(frame) -> np.ndarray:
     return frame.to_ndarray(format="rgb24")
 
 
-def mono(frame) -> np.ndarray:
-    """A packed float AudioFrame -> (n,) float32, the mean of its channels."""
-    if frame.samples == 0:
-        return np.zeros(0, np.float32)
-    x = frame.to_ndarray().reshape(frame.samples, -1)  # (n, channels), any channel count
-    return x.mean(axis=1, dtype=np.float32)
+def channels(frame) -> np.ndarray:
+    """A packed float AudioFrame -> (n, channels) float32, any channel count."""
+    return frame.to_ndarray().reshape(frame.samples, -1)
 
 
 def decode(container, rgb: Callable[[object], np.ndarray] = full_rgb, lazy: bool = False,
@@ -154,17 +153,24 @@ def decode(container, rgb: Callable[[object], np.ndarray] = full_rgb, lazy: bool
         video.thread_type = "AUTO"
     origin = stream_origin(container)
     frame_dt = 1.0 / float(video.average_rate or FALLBACK_FPS) if video is not None else 0.0
-    resampler = av.AudioResampler(format=AUDIO_FORMAT, rate=SAMPLE_RATE)  # layout kept
+    converter = av.AudioResampler(format=AUDIO_FORMAT)  # rate and layout kept
+    to_16k: StreamResampler | None = None  # made at the track's rate, from its first frame
     ext = extent if extent is not None else Extent()
     ext.declared = declared_end(container, streams)
     audio_t0: float | None = None
     n_audio = 0
     last_t = -frame_dt
 
-    def audio_items(frames) -> Iterator[Audio]:
-        nonlocal n_audio
+    def audio_items(frames, end: bool = False) -> Iterator[Audio]:
+        """16 kHz mono items of converted frames (end: and the resampler's last samples)."""
+        nonlocal n_audio, to_16k
+        blocks = []
         for f in frames:
-            x = mono(f)
+            to_16k = to_16k or StreamResampler(f.sample_rate)
+            blocks.append(to_16k.push(channels(f)) if f.samples else np.zeros(0, np.float32))
+        if end and to_16k is not None:
+            blocks.append(to_16k.flush())
+        for x in blocks:
             if len(x):
                 t = audio_t0 + n_audio / SAMPLE_RATE
                 n_audio += len(x)
@@ -183,9 +189,9 @@ def decode(container, rgb: Callable[[object], np.ndarray] = full_rgb, lazy: bool
                 else:
                     if audio_t0 is None:
                         audio_t0 = (f.time if f.time is not None else origin) - origin
-                    yield from audio_items(resampler.resample(f))
+                    yield from audio_items(converter.resample(f))
         if audio_t0 is not None:
-            yield from audio_items(resampler.resample(None))
+            yield from audio_items(converter.resample(None), end=True)
     except av.FFmpegError as e:
         raise DecodeError(f"{name}: decode error near {ext.read:.1f} s ({short_error(e)}); the "
                           "file is damaged past that point: re-encode it (e.g. ffmpeg -i IN OUT)"
