@@ -3,7 +3,8 @@
     producer = MicrophoneProducer("USB")     # raises UserError now: no PortAudio, no such mic
 
 PortAudio calls back on its own thread with blocks of samples; the callback copies them to
-mono float32, resamples to 16 kHz if the device cannot record at that rate, stamps them on the
+mono float32, resamples to 16 kHz if the device cannot record at that rate (the resampler of
+every audio path, model.extractors.resample, whatever the block sizes), stamps them on the
 stream clock and queues them (dropping the oldest when the consumer is behind). Timestamps
 count samples from the first block's ADC time, so blocks are contiguous; an input overflow
 (samples PortAudio lost) is counted as a drop and re-anchors the count on the ADC time.
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from model.errors import UserError
+from model.extractors.resample import StreamResampler
 from model.extractors.vggish_frontend import SAMPLE_RATE
 from streamer.clock import Clock
 from streamer.sources import AUDIO, Audio, ItemQueue
@@ -48,26 +50,6 @@ def parse_device(device: str | int | None) -> str | int | None:
         return None
     s = str(device)
     return int(s) if s.isdigit() else s
-
-
-class Resampler:
-    """Streaming resampler of mono float32 blocks to 16 kHz (PyAV / libswresample)."""
-
-    def __init__(self, rate: int) -> None:
-        import av
-
-        self.rate = rate
-        self._r = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-        self._pts = 0
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        import av
-
-        frame = av.AudioFrame.from_ndarray(x.reshape(1, -1), format="flt", layout="mono")
-        frame.sample_rate, frame.pts = self.rate, self._pts
-        self._pts += len(x)
-        out = [f.to_ndarray().reshape(-1) for f in self._r.resample(frame)]
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 class MicrophoneProducer:
@@ -103,7 +85,7 @@ class MicrophoneProducer:
         queue.register()
         self._queue = queue
         anchor: dict[str, float] = {}  # "t0": stream time of sample 0 of the count; "n": count
-        resample: Resampler | None = None
+        resample: StreamResampler | None = None
         stopping = threading.Event()
         self._stopping = stopping
 
@@ -116,7 +98,7 @@ class MicrophoneProducer:
                 queue.count_drop(AUDIO)
                 anchor.pop("t0", None)  # samples were lost: re-anchor on the ADC time
             if resample is not None:
-                x = resample(x)
+                x = resample.push(x)
             if "t0" not in anchor:
                 anchor["t0"], anchor["n"] = t_now, 0
             t = anchor["t0"] + anchor["n"] / SAMPLE_RATE
@@ -134,7 +116,7 @@ class MicrophoneProducer:
                 stream = self._open(rate, callback, finished)
             except self.sd.PortAudioError:  # the device cannot record at 16 kHz: resample
                 rate = self.default_rate
-                resample = Resampler(rate)
+                resample = StreamResampler(rate)
                 stream = self._open(rate, callback, finished)
             anchor["offset"] = clock.now() - float(stream.time)  # PortAudio time -> stream time
             stream.start()
