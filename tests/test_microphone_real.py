@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from net_sender import Sender
 
+from benchmarks.mpegts_sender import Sender
 from model.inference import InferenceModel
 from model.provenance import Provenance
 from streamer.app import open_source

@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 
 import pytest
-from net_sender import Sender
 from stream_fakes import CLASSES, FakeAudio, FakeVisual, tiny_model
 
+from benchmarks.mpegts_sender import Sender
 from model.backends import live_backend
 from model.errors import UserError
 from model.inference import InferenceModel

@@ -1,5 +1,6 @@
-"""A test sender of live MPEG-TS over loopback TCP: a file's packets remuxed in real time (by
-their timestamps) to each client that connects, as an encoder or IP camera would send them.
+"""A sender of live MPEG-TS over loopback TCP, for the tests and benchmarks.network_streams: a
+file's packets remuxed in real time (by their timestamps) to each client that connects, as an
+encoder or IP camera would send them.
 
     with Sender([clip]) as s:            # listens on 127.0.0.1, a port the system picked
         producer = NetworkProducer(s.url)
