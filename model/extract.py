@@ -63,7 +63,7 @@ from model.feature_cache import FeatureCache
 from model.file_features import ClipError, ClipPolicy, extract_file
 from model.files import atomic_write_text
 from model.layout import AUDIO_DIM, SEGMENTS, SPLITS, VISUAL_SHAPE
-from model.limits import MAX_SEED, check_range, check_seed
+from model.limits import EXTRACTOR_PATHS, MAX_SEED, check_range, check_seed
 from model.media import short_error
 from model.recipe import FeatureRecipe
 
@@ -269,6 +269,12 @@ def _progress(enabled: bool, total: int) -> tuple[object, object] | None:
     return p, p.add_task("extracting", total=total)
 
 
+def extractor_path(asked: str, device: str, precision: str, on_ray: bool) -> str:
+    """--extractor-path as main.py applies it: auto only on a CPU in fp32 (and not on Ray, whose
+    actors build their own networks)."""
+    return asked if device == "cpu" and precision == "fp32" and not on_ray else "fp32"
+
+
 def main(argv: list[str] | None = None) -> int:
     from model.extract_ray import add_ray_args, ray_options, run_ray  # imports no Ray
 
@@ -288,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--audio-postprocess", default="ave", choices=("ave", "raw", "pca"))
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument("--extractor-path", default="auto", choices=EXTRACTOR_PATHS,
+                   help="as main.py's: on a CPU in fp32, auto runs each network on the fastest "
+                        "path that keeps the fp32 features on this machine (else fp32)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--long-clips", default="windows", choices=("windows", "truncate"))
@@ -309,7 +318,9 @@ def main(argv: list[str] | None = None) -> int:
                           frames_per_segment=args.frames_per_segment,
                           visual_preprocess=args.visual_preprocess,
                           audio_postprocess=args.audio_postprocess, precision=args.precision,
-                          threads=args.threads, batch_size=args.batch_size)
+                          threads=args.threads, batch_size=args.batch_size,
+                          extractor_path=extractor_path(args.extractor_path, args.device,
+                                                        args.precision, on_ray is not None))
     if ex.recipe.random_weights:
         print("warning: --random-weights: these features are UNTRAINED (recipe.json records "
               "random_weights: true)", file=sys.stderr)

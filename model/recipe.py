@@ -29,6 +29,7 @@ AUDIO_POSTPROCESS = ("ave", "raw", "pca")
 # (the difference is reported as a note, not an error).
 _STRICT = ("visual_weights", "visual_preprocess", "audio_weights", "audio_postprocess",
            "sample_rate", "image_size")
+_TOLERATED = ("visual_path", "audio_path", "precision", "resize")  # recorded, told as notes
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,12 @@ class FeatureRecipe:
     audio_postprocess: str  # "ave" (raw ReLU'd embedding), "raw", or "pca"
     sample_rate: int = 16000
     image_size: int = 224
+    # How the features were computed; tolerated differences (notes), None where unrecorded (older
+    # recipes). A faithful path keeps cosine >= 0.9999 to fp32 (model.extractors.paths).
+    visual_path: str | None = None  # "fp32", "openvino", "bf16", "autocast-fp16", ...
+    audio_path: str | None = None
+    precision: str | None = None  # the extractors' --precision
+    resize: str | None = None  # frame resize to image_size: "cv2 bilinear" (model.extractors.vgg19)
 
     def __post_init__(self) -> None:
         if self.visual_preprocess not in VISUAL_PREPROCESS:
@@ -74,10 +81,15 @@ class FeatureRecipe:
 
     def notes(self, live: FeatureRecipe) -> list[str]:
         """Tolerated differences worth telling the user about."""
+        out = []
         if self.frames_per_segment != live.frames_per_segment:
-            return [f"frames per segment: trained on {self.frames_per_segment}, "
-                    f"live {live.frames_per_segment}"]
-        return []
+            out.append(f"frames per segment: trained on {self.frames_per_segment}, "
+                       f"live {live.frames_per_segment}")
+        for name in _TOLERATED:
+            trained, now = getattr(self, name), getattr(live, name)
+            if trained is not None and now is not None and trained != now:
+                out.append(f"{name.replace('_', ' ')}: trained on {trained}, live {now}")
+        return out
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -326,12 +326,14 @@ def test_cli_ten_second_clip_full_size_is_deterministic(clips, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "model.extract", "--videos", str(clips), "--annotations",
          str(tmp_path / "a.csv"), "--out", str(out), "--random-weights",
-         "--frames-per-segment", "1", "--no-progress"],
+         "--frames-per-segment", "1", "--extractor-path", "fp32", "--no-progress"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "UNTRAINED" in proc.stderr and "1 clips from 1 files" in proc.stdout
     recipe = json.loads((out / "recipe.json").read_text())
     assert recipe["random_weights"] is True and recipe["frames_per_segment"] == 1
+    assert (recipe["visual_path"], recipe["audio_path"], recipe["precision"],
+            recipe["resize"]) == ("fp32", "fp32", "fp32", "cv2 bilinear")
     with h5py.File(out / "visual_feature.h5") as fv, h5py.File(out / "audio_feature.h5") as fa:
         visual, audio = fv["avadataset"][()], fa["avadataset"][()]
     assert visual.shape == (1, 10, 7, 7, 512) and audio.shape == (1, 10, 128)

@@ -18,7 +18,7 @@ once per machine and cached (`cache_dir=`, else `$JCA_LIVE_CACHE` or `~/.cache/j
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +32,10 @@ from model.extractors.paths import PathChoice
 from model.extractors.runtime import Runner, RunOptions
 from model.extractors.vggish_frontend import segment_example
 from model.extractors.visual import VisualExtractor
-from model.limits import check_frames_per_segment
+from model.limits import EXTRACTOR_PATHS, check_frames_per_segment
 from model.recipe import RANDOM_PREFIX, FeatureRecipe
 
 VISUAL_WEIGHTS = {"ave": "vgg19-keras", "torchvision": "vgg19-torchvision"}
-EXTRACTOR_PATHS = ("fp32", "auto")
 
 
 @dataclass(frozen=True)
@@ -128,15 +127,17 @@ def build_extractors(weights_dir: str | Path | None = None, random_weights: bool
     recipe = FeatureRecipe(visual_weights=vid, visual_preprocess=visual_preprocess,
                            frames_per_segment=frames_per_segment, audio_weights=aid,
                            audio_postprocess=audio_postprocess, sample_rate=16000,
-                           image_size=vgg19.IMAGE_SIZE)
+                           image_size=vgg19.IMAGE_SIZE, precision=precision, resize=vgg19.RESIZE)
     if extractor_path == "fp32":
-        return Extractors(VisualExtractor(vnet, visual_preprocess, opts, vid),
-                          AudioExtractor(anet, audio_postprocess, pca, opts, aid), recipe)
+        visual = VisualExtractor(vnet, visual_preprocess, opts, vid)
+        audio = AudioExtractor(anet, audio_postprocess, pca, opts, aid)
+        return Extractors(visual, audio, replace(recipe, visual_path=visual.path,
+                                                 audio_path=audio.path))
     choice, vrun, arun = _choose_paths(vnet, anet, visual_preprocess, vid, aid, opts, cache_dir)
     return Extractors(
         VisualExtractor(vnet, visual_preprocess, opts, vid, vrun, choice.visual.path),
         AudioExtractor(anet, audio_postprocess, pca, opts, aid, arun, choice.audio.path),
-        recipe, choice)
+        replace(recipe, visual_path=choice.visual.path, audio_path=choice.audio.path), choice)
 
 
 def _choose_paths(vnet: vgg19.VGG19, anet: vggish.VGGish, visual_preprocess: str, vid: str,

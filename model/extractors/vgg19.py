@@ -73,6 +73,9 @@ class VGG19(nn.Module):
 
 # ---- preprocessing -------------------------------------------------------------------------
 
+RESIZE = "cv2 bilinear"  # `resize`'s interpolation, recorded in the feature recipe
+
+
 def resize(rgb: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
     """(n, H, W, 3) uint8 -> (n, size, size, 3) uint8; whole frame, no crop, bilinear."""
     if rgb.ndim != 4 or rgb.shape[-1] != 3:
