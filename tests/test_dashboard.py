@@ -17,6 +17,7 @@ import pytest
 from rich.cells import cell_len
 from rich.console import Console
 
+from model.provenance import Provenance
 from streamer.bigtext import FONT, big_text_lines
 from streamer.console import JsonSink, PlainSink, header_line, make_console_sink, plain_line
 from streamer.dashboard import Dashboard
@@ -169,9 +170,65 @@ def test_render_small_and_empty_terminals():
         lines, _ = draw(state, width, height)
         assert len(lines) <= max(height, 3)
         assert "UNTRAINED" not in "\n".join(lines)
+        text = "\n".join(lines)
+        assert "Helicopter" in text  # the current label and the drops stay on any screen
+        assert re.search(r"drops (video|v)\s?3\s+(audio|a)\s?7", text), text
     empty = DashboardModel(HEADER).snapshot({})
     lines, _ = draw(empty, 80, 24)
     assert any("waiting for the first segment" in line for line in lines)
+
+
+LONG_NAMES = ["Male speech, man speaking", "Race car, auto racing",
+              "Fixed-wing aircraft, airplane", "Acoustic guitar", "background"]
+LONG_PLAN = [4] * 3 + [0] * 6 + [4] * 3 + [1] * 8 + [4] * 2 + [2] * 8  # seconds 600..629
+LONG_EVENTS = ["603–609 s", "612–620 s", "622–now"]  # as the events list writes them
+LATENCY = {"segment": 5.0, "visual": 400.0, "audio": 100.0, "model": 30.0, "output": 0.1,
+           "total": 700.0}
+
+
+def long_names_state():
+    """Half a minute at stream time 600 s with long AVE class names, three events (the last
+    one open) and drops; the UNTRAINED reason as the now panel's subtitle."""
+    model = DashboardModel({**HEADER, "class_names": LONG_NAMES})
+    for s, cid in enumerate(LONG_PLAN):
+        probs = [0.02] * len(LONG_NAMES)
+        probs[cid] = 0.92
+        model.add({"segment": s, "start": 600.0 + s, "end": 601.0 + s,
+                   "label": LONG_NAMES[cid], "class_id": cid, "confidence": 0.92,
+                   "probs": probs, "lookahead": 1, "warmup": False, "latency_ms": LATENCY,
+                   "attention": np.eye(7).tolist()})
+    return model.snapshot(STATUS)
+
+
+def cut_words(text: str) -> list[str]:
+    """Every word shortened with "…" on the screen, as it stands before the "…"."""
+    return re.findall(r"([^\s│╭╮╰╯─]*)…", text)
+
+
+@pytest.mark.parametrize("size", [(60, 20), (80, 24), (120, 40), (200, 50)])
+def test_each_terminal_size_keeps_label_drops_latency_and_whole_words(size):
+    """What matters most stays at every size: the current label, the drop counters, the total
+    latency, the event times; a name that does not fit loses whole words, never half of one;
+    the timeline says how many columns one second takes."""
+    width, height = size
+    lines, _ = draw(long_names_state(), width, height)
+    text = "\n".join(lines)
+    assert len(lines) <= height and all(cell_len(line) <= width for line in lines)
+    assert "UNTRAINED" in lines[0]
+    assert "Fixed-wing aircraft" in text and "92%" in text
+    assert "drops video 3  audio 7" in text
+    assert re.search(r"latency 700/700 ms|total\s+700\s+700", text), text
+    for when in LONG_EVENTS:
+        assert when in text, when
+    words = {w.strip(",:") for name in LONG_NAMES for w in name.split()}
+    words |= set(Provenance.UNTRAINED.reason.replace(":", "").split())
+    for cut in cut_words(text):
+        assert cut.strip(",:") in words, f"{cut!r}… is half a word"
+    cell = 2 if width - 4 >= 120 else 1
+    assert f"({'█' * cell} = 1 s, [━] = event)" in text
+    if height >= 24:  # room for the big label and the full latency table
+        assert big_text_lines("Fixed-wing")[0] in text  # its first words, big
+        assert width < 70 or "total" in text
 
 
 def test_timeline_gap_and_window():
