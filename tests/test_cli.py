@@ -180,3 +180,26 @@ def test_missing_weights_with_a_checkpoint_name_the_fetch_not_random_weights(tmp
         build(opts)
     assert "python -m model.weights fetch" in str(e.value)
     assert "--random-weights" not in str(e.value)
+
+
+def test_stop_signals_raise_while_loading_then_stop_what_is_attached():
+    """Before a pipeline exists a stop signal aborts (nothing to flush), after it the signal
+    only asks the pipeline to stop; the status is 128 + the first signal; the previous
+    handlers come back."""
+    from streamer.signals import Stopped, StopSignals
+
+    before = signal.getsignal(signal.SIGTERM)
+    stops: list[str] = []
+    with StopSignals() as signals:
+        with pytest.raises(Stopped, match="SIGTERM"):
+            signal.raise_signal(signal.SIGTERM)
+        signals.attach(stops.append)  # a signal that already came stops it at once
+        signal.raise_signal(signal.SIGHUP)
+        assert stops == ["SIGTERM", "SIGTERM"]  # the first signal names the stop
+        assert (signals.name, signals.exit_code) == ("SIGTERM", 143)
+    assert signal.getsignal(signal.SIGTERM) == before
+
+    with StopSignals() as signals:
+        signals.attach(stops.append)
+        signal.raise_signal(signal.SIGHUP)
+    assert stops[-1] == "SIGHUP" and signals.exit_code == 129
