@@ -116,3 +116,27 @@ def header_note(choice: FramesChoice) -> str:
 def explicit_frames(k: int, why: str) -> FramesChoice:
     """A K that was not measured: --frames-per-segment N, or the checkpoint's recipe on a GPU."""
     return FramesChoice(k, float("nan"), f"{k} frames per segment ({why})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m streamer.autok`: the K main.py picks on this machine with its defaults (eager
+    window), on stdout; how, on stderr. streamer.demo extracts its training features at it."""
+    import argparse
+
+    from streamer.options import AppOptions
+    from streamer.runtime import load_runtime
+
+    ap = argparse.ArgumentParser(prog="python -m streamer.autok", description=main.__doc__)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the random extractor weights")
+    a = ap.parse_args(argv)
+    rt = load_runtime(AppOptions(source="synthetic", random_weights=True, device="cpu",
+                                 extractor_path="auto", backend="eager", seed=a.seed,
+                                 log=None, events=None))
+    print(rt.frames_per_segment, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    from model.errors import run_cli
+
+    run_cli(main)

@@ -11,7 +11,9 @@ second run goes straight to the replay and a changed setting rebuilds only what 
   1. clips     --clips generated 10-s training clips (mp4 with sound, streamer.demo_clips) and
                their events.csv (file,label,start,end), plus the 24-s held-out clip
   2. features  python -m model.extract (the real VGG19 / VGGish extractors: the real weights
-               when they are in the weights cache, else seeded RANDOM weights, said loudly)
+               when they are in the weights cache, else seeded RANDOM weights, said loudly), at
+               the frames per segment the live run will use: with --frames-per-segment auto
+               (the default) the K main.py picks on this machine (python -m streamer.autok)
   3. model     python -m model.train
   4. live      python main.py --replay <held-out clip> --checkpoint <model> (real time, with the
                dashboard), then the live labels against the clip's truth per second, and
@@ -31,7 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ from model.errors import UserError, run_cli
 from model.limits import check_lookahead, check_positive
 from streamer import demo_clips
 from streamer.demo_clips import BACKGROUND, Clip
+from streamer.options import AUTO_FRAMES, frames_arg
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS_VERSION = 1  # bump when streamer.demo_clips changes a picture or a sound
@@ -61,7 +64,7 @@ class DemoOptions:
     clips: int = 56  # training clips (10% go to validation, 10% to test)
     clip_seconds: float = 10.0  # their length (shorter ones are padded to 10 s by model.extract)
     seed: int = 0  # clips, extractor weights (when random) and training
-    frames_per_segment: int = 1  # VGG19 frames per second: the CPU live default
+    frames_per_segment: int | None = None  # VGG19 frames per second; None: auto, as main.py
     weights: str = "auto"  # "auto": real extractor weights if cached, else random; "random"; "real"
     weights_dir: str | None = None
     epochs: int = 30
@@ -257,10 +260,18 @@ def train_cmd(opts: DemoOptions, paths: Paths) -> list[str]:
     return cmd
 
 
-def replay_cmd(opts: DemoOptions, paths: Paths) -> list[str]:
+def pick_frames() -> int:
+    """The K main.py's `--frames-per-segment auto` picks here (measured once per machine)."""
+    out = subprocess.run([sys.executable, "-m", "streamer.autok"], stdout=subprocess.PIPE,
+                         text=True, cwd=ROOT)
+    _check("the frames-per-segment probe", out.returncode)
+    return int(out.stdout.split()[-1])
+
+
+def replay_cmd(opts: DemoOptions, paths: Paths, frames: str) -> list[str]:
     cmd = [sys.executable, str(ROOT / "main.py"), "--replay", str(paths.held_out),
            "--checkpoint", str(paths.checkpoint), "--lookahead", str(opts.lookahead),
-           "--frames-per-segment", str(opts.frames_per_segment),
+           "--frames-per-segment", frames,
            "--log", str(paths.live / "predictions.jsonl"),
            "--events", str(paths.live / "events.jsonl")]
     if opts.duration is not None:
@@ -325,6 +336,9 @@ def report(s: Score, opts: DemoOptions, console: Console) -> None:
 def run(opts: DemoOptions, console: Console | None = None) -> Score:
     console = console or Console()
     tty = sys.stderr.isatty()  # the CLIs draw their progress bars on stderr
+    live_frames = AUTO_FRAMES if opts.frames_per_segment is None else str(opts.frames_per_segment)
+    if opts.frames_per_segment is None:  # extract at the K the live run will pick
+        opts = replace(opts, frames_per_segment=pick_frames())
     random_weights, weights_key = use_random_weights(opts)
     paths, settings = plan(opts, random_weights, weights_key)
     times: dict[str, float] = {}
@@ -373,7 +387,7 @@ def run(opts: DemoOptions, console: Console | None = None) -> Score:
                       "features, so its labels hold[/]")
     if not opts.headless and tty:
         time.sleep(1.0)  # let the reader see what comes before the dashboard takes the screen
-    run_step("the live replay", replay_cmd(opts, paths),
+    run_step("the live replay", replay_cmd(opts, paths, live_frames),
              stdout=subprocess.DEVNULL if opts.headless else None)
 
     from streamer.records import read_log
@@ -416,8 +430,9 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions:
     ap.add_argument("--clip-seconds", type=float, default=d.clip_seconds, metavar="S",
                     help="length of a training clip")
     ap.add_argument("--seed", type=int, default=d.seed)
-    ap.add_argument("--frames-per-segment", type=int, default=d.frames_per_segment,
-                    metavar="K", help="VGG19 frames per second, offline and live")
+    ap.add_argument("--frames-per-segment", type=frames_arg, default=AUTO_FRAMES, metavar="K",
+                    help="VGG19 frames per second, offline and live (default auto: the K "
+                         "main.py picks on this machine)")
     ap.add_argument("--weights", default=d.weights, choices=("auto", "random", "real"),
                     help="extractor weights: real if cached (auto), or force one")
     ap.add_argument("--weights-dir", default=None, help="extractor weights cache")

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from model.annotations import read_annotations, segment_labels
+from model.errors import UserError
 from model.extractors import vgg19, vggish
 from model.items import Audio
 from model.media import decode, open_media
@@ -147,6 +148,28 @@ def test_bad_settings_are_one_line_errors(tmp_path):
         demo.use_random_weights(demo.DemoOptions(weights="real", weights_dir=str(tmp_path)))
 
 
+def test_auto_frames_extracts_at_the_k_the_live_run_picks(tmp_path, monkeypatch):
+    """--frames-per-segment auto (the default): the features at the probe's K, main.py at auto
+    (it reads the same per-machine probe)."""
+    assert demo.parse_args([]).frames_per_segment is None
+    ran: list[list[str]] = []
+    monkeypatch.setattr(demo, "pick_frames", lambda: 3)
+    def step(what, cmd, **kw):  # the folder a step writes, nothing in it
+        ran.append(cmd)
+        if "--out" in cmd:
+            Path(cmd[cmd.index("--out") + 1]).mkdir(parents=True)
+
+    monkeypatch.setattr(demo, "run_step", step)
+    monkeypatch.setattr(demo, "make_clips", lambda opts, out, console: out.mkdir(parents=True))
+    monkeypatch.setattr(demo, "run_training", lambda cmd, *a: step("train", cmd))
+    monkeypatch.setattr(demo, "_best_val", lambda checkpoint: None)
+    with pytest.raises(UserError, match="prediction log"):  # no live log is written here
+        demo.run(demo.DemoOptions(work=str(tmp_path), fast=True, headless=True))
+    extract, replay = ran[0], ran[-1]
+    assert extract[extract.index("--frames-per-segment") + 1] == "3"
+    assert replay[replay.index("--frames-per-segment") + 1] == "auto"
+
+
 # ---- the whole demo, tiny ------------------------------------------------------------------
 
 def test_demo_end_to_end_then_cached(tmp_path, monkeypatch, capsys):
@@ -163,7 +186,7 @@ def test_demo_end_to_end_then_cached(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(subprocess, "Popen", spy)
     argv = ["--work", str(tmp_path / "work"), "--clips", "3", "--clip-seconds", "3",
             "--epochs", "1", "--duration", "5", "--fast", "--headless", "--target", "0",
-            "--backend", "eager"]
+            "--backend", "eager", "--frames-per-segment", "1"]
     assert demo.main(argv) == 0
     out = capsys.readouterr().out
     assert "RANDOM extractor weights" in out and "live accuracy" in out
