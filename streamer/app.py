@@ -128,7 +128,7 @@ def run(opts: AppOptions, signals: StopSignals | None = None) -> Summary | list[
     if opts.sources:
         from streamer.multi import run_many
 
-        return run_many(opts)
+        return run_many(opts, signals=signals)
     pipe = build(opts, signals)
     summary = pipe.run()
     say(ending(summary) + summary.line())

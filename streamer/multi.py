@@ -7,9 +7,9 @@ workers batching the requests of every stream (streamer.batching).
 Outputs (the log contract for N > 1, docs/STREAMING.md): one prediction log and one event file
 for all streams; every record and interval gains `stream` (0-based, command-line order) and
 `source` (what was opened); each stream's records are in segment order. A stream that ends or
-fails does not stop the others: the run ends when every stream has ended (or on Ctrl+C /
---duration), with one summary line per stream; then a failed stream's fault is raised (one line,
-naming the stream).
+fails does not stop the others: the run ends when every stream has ended (or on Ctrl+C,
+SIGTERM / SIGHUP, --duration), with one summary line per stream; then a failed stream's fault
+is raised (one line, naming the stream).
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from typing import IO, Any
 
 from model.errors import UserError
 from model.provenance import Provenance
-from streamer.app import open_source, resolve_av_offset
+from streamer.app import ending, open_source, resolve_av_offset
 from streamer.batching import Workers
 from streamer.intervals import IntervalTracker
 from streamer.options import AppOptions
 from streamer.pipeline import Pipeline, Summary
 from streamer.records import log_line
 from streamer.runtime import Runtime, assemble, load_runtime, say
+from streamer.signals import StopSignals
 from streamer.sinks import Sink, open_output
 from streamer.sources import Source
 
@@ -198,10 +199,11 @@ def stream_fault(i: int, name: str, error: BaseException) -> BaseException:
     return error
 
 
-def run_many(opts: AppOptions, runtime: Runtime | None = None) -> list[Summary]:
+def run_many(opts: AppOptions, runtime: Runtime | None = None,
+             signals: StopSignals | None = None) -> list[Summary]:
     """Open every source, load the runtime once (or use `runtime`), run all streams; print one
     summary per stream on stderr; raise the first failed stream's fault after every stream has
-    ended."""
+    ended. `signals`: SIGTERM / SIGHUP stop every stream (streamer.signals)."""
     opened = open_sources(opts)
     names = [source.name for _, source in opened]
     workers: Workers | None = None
@@ -219,6 +221,8 @@ def run_many(opts: AppOptions, runtime: Runtime | None = None) -> list[Summary]:
                                   duration=opts.duration))
         for i, p in enumerate(pipes):
             outputs.console.attach(i, p.status)
+            if signals is not None:
+                signals.attach(p.stop)
         summaries = run_all(pipes)
     except BaseException:
         for _, source in opened:
@@ -230,7 +234,7 @@ def run_many(opts: AppOptions, runtime: Runtime | None = None) -> list[Summary]:
         if workers is not None:
             workers.close()
     for i, (name, s) in enumerate(zip(names, summaries, strict=True)):
-        say(f"stream {i} ({name}): " + ("interrupted: " if s.interrupted else "done: ") + s.line())
+        say(f"stream {i} ({name}): " + ending(s) + s.line())
     if opts.log:
         say(f"predictions: {opts.log}" + (f", events: {opts.events}" if opts.events else ""))
     failed = [(i, names[i], s.error) for i, s in enumerate(summaries) if s.error is not None]

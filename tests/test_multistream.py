@@ -192,3 +192,28 @@ def test_dashboard_rows_one_per_stream_above_the_selected_panel():
     small = Console(width=120, record=True, color_system=None)
     small.print(render_streams(names, states, 0, 120, 4))  # too small for the panel: rows only
     assert len(small.export_text().splitlines()) <= 4
+
+
+def test_sigterm_stops_every_stream_each_flushed(tmp_path, clips, rt, capsys):
+    import os
+    import signal
+    import threading
+
+    from streamer.signals import StopSignals
+
+    log = tmp_path / "log.jsonl"
+    opts = AppOptions(source="replay", sources=(("replay", str(clips["a"])),
+                                                ("replay", str(clips["a"]))),
+                      log=str(log), events=None, headless=True)  # real time: 4 s each
+    timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGTERM))
+    with StopSignals() as signals:
+        timer.start()
+        summaries = run_many(opts, runtime=rt, signals=signals)
+    timer.join()
+    assert signals.exit_code == 128 + signal.SIGTERM
+    assert [s.stopped_by for s in summaries] == ["SIGTERM", "SIGTERM"]
+    records = read(log)
+    for i in (0, 1):
+        mine = by_stream(records, i)
+        assert [r["segment"] for r in mine] == list(range(len(mine))) and len(mine) < 4
+    assert capsys.readouterr().err.count("stopped (SIGTERM)") == 2
