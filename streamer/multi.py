@@ -15,13 +15,13 @@ is raised (one line, naming the stream).
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import IO, Any
 
 from model.errors import UserError
 from model.provenance import Provenance
-from streamer.app import ending, open_source, resolve_av_offset
+from streamer.app import STDOUT_CLOSED, ending, open_source, resolve_av_offset
 from streamer.batching import Workers
 from streamer.intervals import IntervalTracker
 from streamer.options import AppOptions
@@ -129,13 +129,16 @@ class StreamEvents:
 class Outputs:
     """The shared log, event file and console of a run of several streams."""
 
-    def __init__(self, opts: AppOptions, rt: Runtime, names: Sequence[str]) -> None:
+    def __init__(self, opts: AppOptions, rt: Runtime, names: Sequence[str],
+                 on_reader_gone: Callable[[], None] | None = None) -> None:
+        """on_reader_gone: called once if stdout's reader goes away (`... | head`)."""
         from streamer.multi_console import make_multi_console
 
         self.opts, self.rt = opts, rt
         self.log = LogWriter(opts.log) if opts.log else None
         self.events = SharedFile(opts.events) if opts.events else None
-        self.console = make_multi_console(opts.headless, names, rt.model.class_names)
+        self.console = make_multi_console(opts.headless, names, rt.model.class_names,
+                                          on_reader_gone=on_reader_gone)
 
     def sinks(self, i: int, name: str) -> list[Sink]:
         """Stream i's sinks, in the order a segment reaches them: log, events, console."""
@@ -208,12 +211,17 @@ def run_many(opts: AppOptions, runtime: Runtime | None = None,
     names = [source.name for _, source in opened]
     workers: Workers | None = None
     outputs: Outputs | None = None
+    pipes: list[Pipeline] = []
+
+    def reader_gone() -> None:  # stdout closed: end every stream, the log is written as ever
+        for p in pipes:
+            p.stop(STDOUT_CLOSED)
+
     try:
         rt = runtime if runtime is not None else load_runtime(opts)
         workers = Workers.start(rt)
         shared = workers.runtime(rt)
-        outputs = Outputs(opts, rt, names)
-        pipes = []
+        outputs = Outputs(opts, rt, names, reader_gone)
         for i, (one, source) in enumerate(opened):
             offset = resolve_av_offset(one, source)
             pipes.append(assemble(shared, source, outputs.sinks(i, source.name),

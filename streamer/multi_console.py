@@ -18,66 +18,63 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
-from streamer.console import JsonSink, plain_line
+from streamer.console import LineWriter, plain_line
+from streamer.records import log_line
 
 Status = Callable[[], Mapping[str, Any]]
 
 
-class LockedJson:
-    """--headless for several streams: whole JSON lines from every stream's thread."""
+class Lines:
+    """Whole lines from every stream's thread (streamer.console.LineWriter: when the reader
+    goes away, nothing more is written and `on_reader_gone` is called once)."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self._sink = JsonSink(stream)
+    def __init__(self, stream: TextIO | None = None,
+                 on_reader_gone: Callable[[], None] | None = None) -> None:
+        self.out = LineWriter(stream, on_reader_gone)
         self._lock = threading.Lock()
-
-    def attach(self, i: int, status: Status) -> None:
-        pass
-
-    def on_segment(self, record: Mapping[str, Any]) -> None:
-        with self._lock:
-            self._sink.on_segment(record)
-
-    def close(self) -> None:
-        self._sink.close()
-
-
-class PlainLines:
-    """One readable line per segment, `[stream]` first."""
-
-    def __init__(self, names: Sequence[str], class_names: Sequence[str],
-                 stream: TextIO | None = None) -> None:
-        self.stream = stream if stream is not None else sys.stdout
-        self.class_names = class_names
-        self._lock = threading.Lock()
-        for i, name in enumerate(names):
-            self._write(f"stream {i}: {name}")
 
     def _write(self, line: str) -> None:
         with self._lock:
-            try:
-                self.stream.write(line + "\n")
-                self.stream.flush()
-            except (BrokenPipeError, ValueError):
-                pass
+            self.out.write(line)
 
     def attach(self, i: int, status: Status) -> None:
         pass
+
+    def close(self) -> None:
+        pass
+
+
+class LockedJson(Lines):
+    """--headless for several streams: the log object of every record, as they come."""
+
+    def on_segment(self, record: Mapping[str, Any]) -> None:
+        self._write(log_line(record))
+
+
+class PlainLines(Lines):
+    """One readable line per segment, `[stream]` first."""
+
+    def __init__(self, names: Sequence[str], class_names: Sequence[str],
+                 stream: TextIO | None = None,
+                 on_reader_gone: Callable[[], None] | None = None) -> None:
+        super().__init__(stream, on_reader_gone)
+        self.class_names = class_names
+        for i, name in enumerate(names):
+            self._write(f"stream {i}: {name}")
 
     def on_segment(self, record: Mapping[str, Any]) -> None:
         self._write(f"[{record.get('stream', 0)}] {plain_line(record, self.class_names)}")
 
-    def close(self) -> None:
-        pass
-
 
 def make_multi_console(headless: bool, names: Sequence[str], class_names: Sequence[str],
-                       stream: TextIO | None = None) -> Any:
+                       stream: TextIO | None = None,
+                       on_reader_gone: Callable[[], None] | None = None) -> Any:
     stream = stream if stream is not None else sys.stdout
     if headless:
-        return LockedJson(stream)
+        return LockedJson(stream, on_reader_gone)
     tty = hasattr(stream, "isatty") and stream.isatty() and os.environ.get("TERM") != "dumb"
     if not tty:
-        return PlainLines(names, class_names, stream)
+        return PlainLines(names, class_names, stream, on_reader_gone)
     from streamer.multi_dashboard import MultiDashboard
 
     return MultiDashboard(names, class_names, stream)

@@ -217,3 +217,20 @@ def test_sigterm_stops_every_stream_each_flushed(tmp_path, clips, rt, capsys):
         mine = by_stream(records, i)
         assert [r["segment"] for r in mine] == list(range(len(mine))) and len(mine) < 4
     assert capsys.readouterr().err.count("stopped (SIGTERM)") == 2
+
+
+def test_headless_reader_gone_is_said_once():
+    import io
+
+    from streamer.multi_console import make_multi_console
+
+    calls: list[int] = []
+    out = io.StringIO()
+    console = make_multi_console(True, ["a", "b"], CLASSES, stream=out,
+                                 on_reader_gone=lambda: calls.append(1))
+    console.on_segment({"segment": 0, "label": "hum", "stream": 1})
+    assert json.loads(out.getvalue())["stream"] == 1
+    out.close()  # the reader went away
+    console.on_segment({"segment": 1, "label": "hum", "stream": 0})
+    console.on_segment({"segment": 2, "label": "hum", "stream": 0})
+    assert calls == [1]
