@@ -211,7 +211,7 @@ def test_cli_error_is_one_line_without_traceback_and_saves_nothing(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--replay", "/nonexistent/clip.mp4"], "no such file"),
     (["--replay", "x.mp4", "--mic", "1"], "--mic goes with --camera"),
-    (["--replay", "x.mp4", "--seconds", "0"], "--seconds must be positive"),
+    (["--replay", "x.mp4", "--seconds", "0"], "--seconds must be a finite number of seconds > 0"),
 ])
 def test_bad_arguments_are_user_errors(args, message):
     with pytest.raises(UserError, match=message):
