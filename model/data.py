@@ -1,6 +1,6 @@
 """AVE-format feature files: validated lazy reading, writing, and the warm-up window policy.
 
-A dataset directory holds (conventions of the public AVE release, see ../shared/ave/README.md):
+A dataset directory holds (the conventions of the public AVE feature release):
 
     visual_feature.h5   dataset "avadataset"  (N, 10, 7, 7, 512)  VGG19 pool5, any float dtype
     audio_feature.h5    dataset "avadataset"  (N, 10, 128)        VGGish embeddings

@@ -1,7 +1,7 @@
 """Synthetic AVE-format datasets whose classes need BOTH modalities.
 
     python -m model.synthetic --out runs/synth --clips 300 --classes 9 --seed 0
-    python -m model.synthetic --out runs/synth_ave --layout-from ../shared/ave/labels.h5
+    python -m model.synthetic --out runs/synth_ave --layout-from AVE/labels.h5
 
 Every event class c is a pair (audio pattern, visual pattern). Classes come in blocks of 8:
 two share a visual pattern (only audio tells them apart), two share an audio pattern (only vision

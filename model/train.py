@@ -1,6 +1,6 @@
 """Train JCA on AVE-format features, selecting on the validation split only.
 
-    python -m model.train --data ../shared/ave_features --out runs/jca.pt
+    python -m model.train --data AVE/ --out runs/jca.pt
     python -m model.train --data runs/synth --out runs/synth.pt --epochs 30 --lr 1e-3 --loss ce
     python -m model.train --data runs/synth --out runs/synth.pt --resume   # after Ctrl+C
 
