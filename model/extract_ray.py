@@ -29,6 +29,7 @@ lost after that is reported in the summary, and the run goes on.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -465,6 +466,7 @@ def run_ray(videos: Path, annotations: Path, out: Path, ex: Extractors,
             todo.append((i, f.file))
     if todo:
         started, dashboard = connect(opts)
+        interrupted = False
         try:
             have = ray.cluster_resources()
             check_resources(opts, have)
@@ -473,7 +475,13 @@ def run_ray(videos: Path, annotations: Path, out: Path, ex: Extractors,
                   f"actors)" + (f"; dashboard {dashboard}" if dashboard else ""),
                   file=sys.stderr)
             extract_on_ray(job, todo, ex, opts, summary, progress, on_file)
+        except KeyboardInterrupt:  # the finished files are in the cache for the next run
+            interrupted = True
         finally:
+            if interrupted:  # Ray Data's iterator, which the interrupt's traceback held, is
+                gc.collect()  # let go: it cleans up now, while Ray is still up
             if started:
                 ray.shutdown()
+        if interrupted:
+            raise KeyboardInterrupt
     return finish(job, summary, ex.recipe, split_seed)
