@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv clean gpu-check
 
 venv: $(STAMP)
 
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m streamer.demo
+
+# On a CUDA machine, with the torch it already has (>= 2.11): no venv, nothing installed.
+gpu-check:
+	PYTHONPATH=. $(PYTHON) -m benchmarks.gpu_check
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
