@@ -67,6 +67,7 @@ def build(opts: AppOptions, signals: StopSignals | None = None) -> Pipeline:
     `signals`: SIGTERM / SIGHUP stop the pipeline from the moment it exists, before its sinks
     are opened (until then they abort the loading)."""
     source = open_source(opts)  # a missing file or camera fails first, and fast
+    sinks: list = []
     try:
         opts = replace(opts, av_offset=resolve_av_offset(opts, source))
         rt = load_runtime(opts)
@@ -74,16 +75,19 @@ def build(opts: AppOptions, signals: StopSignals | None = None) -> Pipeline:
                         duration=opts.duration)
         if signals is not None:
             signals.attach(pipe.stop)
-        pipe.sinks = make_sinks(opts, pipe, rt)
+        sinks = make_sinks(opts, pipe, rt)
+        if opts.overlay:
+            from streamer.overlay import OverlayWriter
+
+            overlay = OverlayWriter(opts.overlay, sample_rate=SAMPLE_RATE)
+            pipe.taps.append(overlay)
+            sinks.insert(-1, overlay)  # before the console: the file is complete first
     except BaseException:
+        for s in sinks:  # e.g. an --overlay path that cannot be written: the log and the
+            s.close()    # console opened before it are closed, the terminal restored
         source.close()
         raise
-    if opts.overlay:
-        from streamer.overlay import OverlayWriter
-
-        overlay = OverlayWriter(opts.overlay, sample_rate=SAMPLE_RATE)
-        pipe.taps.append(overlay)
-        pipe.sinks.insert(-1, overlay)  # before the console: the file is complete first
+    pipe.sinks = sinks
     return pipe
 
 

@@ -225,3 +225,27 @@ def test_frames_keep_their_own_times(tmp_path):
     assert frames[0][1].shape == (H, W - 2, 3)
     assert abs(sum(len(x) for _, x in audio) / SR - 2.0) < 0.1
     assert writer.frames_drawn == sum(t < 1.0 for t in times)
+
+
+def test_an_overlay_that_cannot_be_written_closes_what_opened_before_it(tmp_path, monkeypatch):
+    """The log and the console are open when the overlay writer refuses its path: build closes
+    them (and the source) before the one-line error."""
+    from streamer import app
+    from streamer.options import AppOptions
+
+    closed: list[str] = []
+
+    class Spy:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def close(self) -> None:
+            closed.append(self.name)
+
+    monkeypatch.setattr(app, "make_sinks", lambda *a: [Spy("log"), Spy("console")])
+    opts = AppOptions(source="synthetic", random_weights=True, backend="eager", duration=2,
+                      frames_per_segment=1, headless=True,
+                      overlay=str(tmp_path / "missing" / "x.mp4"))
+    with pytest.raises(UserError, match="does not exist"):
+        app.build(opts)
+    assert closed == ["log", "console"]
