@@ -4,7 +4,8 @@
     python -m model.extract ... --ray auto --device cuda --ray-actors 8     # join a cluster
 
 One Ray Data dataset, executed streaming, so decoding, both networks and writing overlap and
-memory stays bounded whatever the size of the corpus:
+memory stays bounded whatever the size of the corpus (the stages and their rows:
+`model.extract_stages`; this module is the driver):
 
     file indices -> decode + cut: a CPU task per file (`model.file_features.cut_windows`), one
         row per 10-s window: its distinct selected frames at 224 x 224, how many of each
@@ -30,29 +31,24 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from model.errors import UserError
-from model.extract import ExtractSummary, Job, find_video, finish, plan
+from model.extract import ExtractSummary, Job, finish, plan
+from model.extract_stages import Assembler, AudioActor, VisualActor, decode_files
 from model.extractors import Extractors
-from model.extractors.audio import AudioExtractor
 from model.extractors.runtime import RunOptions
-from model.extractors.visual import VisualExtractor
-from model.file_features import ClipError, ClipPolicy, Cut, FileFeatures, cut_windows
-from model.items import Frame
-from model.layout import AUDIO_DIM, SEGMENTS, VISUAL_SHAPE
+from model.file_features import ClipPolicy
 from model.limits import check_device_name
 from model.media import short_error
-from model.segments import ClosedSegment, Shot, compute_features, mean_feature
 
 RAY_EXTRA = "pip install -e '.[ray]'"
 LOCAL = "local"  # `--ray` without an address: a Ray started on this machine
@@ -63,11 +59,8 @@ DECODE_CPUS = 1.0  # a decode task: PyAV decoding and the 224 x 224 resize
 # the next actor when their resources are equal), which would decode one file after another.
 ACTOR_MEMORY = 2 * 2**30
 CUDA_GPUS_PER_ACTOR = 0.5  # default on a GPU: a VGG19 and a VGGish actor share one
-ERROR_WINDOW = -1  # the `window` of a row that reports a file's ClipError
 # Ray Data's own bars take lines 0 (the dataset) to 3 (read + decode, VGG19, VGGish); ours is next
 BAR_LINE = 4
-
-Row = dict[str, np.ndarray]  # one-row batch: every column holds one value
 
 
 @dataclass(frozen=True)
@@ -163,150 +156,7 @@ def require_ray():
     return ray
 
 
-# ---- decode + cut (a Ray task per file) ------------------------------------------------------
-
-def one_row(**columns: object) -> Row:
-    return {k: np.asarray(v)[None] for k, v in columns.items()}
-
-
-def window_row(index: int, w: int, window: list[ClosedSegment]) -> Row:
-    """Window `w` of file `index`: its distinct selected frames (m, 224, 224, 3) uint8, how many
-    of each segment's k selections each frame takes (10, m), its audio (10, 16000)."""
-    column: dict[int, int] = {}  # id(shot) -> its frame's column (a held frame is one shot)
-    frames = []
-    counts = np.zeros((SEGMENTS, sum(len(s.picks) for s in window)), np.int64)
-    for i, seg in enumerate(window):
-        for shot, n in seg.picks:
-            if id(shot) not in column:
-                column[id(shot)] = len(frames)
-                frames.append(shot.frame.rgb)
-            counts[i, column[id(shot)]] += n
-    return one_row(index=index, window=w, last=False, info="", frames=np.stack(frames),
-                   counts=counts[:, :len(frames)],
-                   samples=np.stack([seg.audio for seg in window]))
-
-
-def error_row(index: int, message: str) -> Row:
-    """A file's ClipError. Its arrays are tiny stand-ins: an empty array would change the
-    column's type in Ray Data's blocks."""
-    return one_row(index=index, window=ERROR_WINDOW, last=True,
-                   info=json.dumps({"error": message}), frames=np.zeros((1, 1, 1, 3), np.uint8),
-                   counts=np.zeros((1, 1), np.int64), samples=np.zeros((1, 1), np.float32))
-
-
-def decode_files(batch: dict[str, np.ndarray], *, indices: np.ndarray, names: np.ndarray,
-                 videos: str, fmt: str, k: int, policy: ClipPolicy) -> Iterator[Row]:
-    """Ray Data task: the files `batch["id"]` picks from `indices` (into the job's files) and
-    `names` -> their window rows, the last one flagged and carrying the file's duration and
-    notes; a ClipError -> an error row. (numpy arrays: every task reads them from the object
-    store without a copy, however long the corpus.)"""
-    for i in batch["id"]:
-        index, name = int(indices[i]), str(names[i])
-        cut = Cut()
-        row = None
-        try:
-            path = find_video(Path(videos), name, fmt)
-            for w, window in enumerate(cut_windows(path, k, policy, cut=cut)):
-                if row is not None:
-                    yield row
-                row = window_row(index, w, window)
-        except ClipError as e:  # the file cannot give a clip: the same answer on every retry
-            yield error_row(index, str(e))
-            continue
-        assert row is not None  # cut_windows gives a window or raises
-        row["last"][0] = True
-        row["info"] = np.asarray([json.dumps({"duration": cut.duration, "notes": cut.notes})])
-        yield row
-
-
-# ---- the networks (Ray actors: built once each, fed batches of window rows) -----------------
-
-def window_visual(shots: list[Shot], counts: np.ndarray) -> np.ndarray:
-    """(10, 7, 7, 512): each segment's mean over its selections (`model.segments.mean_feature`,
-    as the local path takes it), from the window's computed shots and counts (10, m)."""
-    return np.stack([mean_feature(tuple((s, int(n)) for s, n in zip(shots, row, strict=True)
-                                        if n)) for row in counts])
-
-
-class VisualActor:
-    """VGG19, built once per actor: window rows' frames -> `visual` (10, 7, 7, 512) and
-    `frames` (how many went through VGG19)."""
-
-    def __init__(self, net, preprocess: str, identity: str, options: dict[str, object]) -> None:
-        """`net`: VGG19 in Ray's object store (an ObjectRef), fetched once here."""
-        import ray
-
-        self.extractor = VisualExtractor(ray.get(net), preprocess, RunOptions(**options), identity)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        n = len(batch["window"])
-        ok = [r for r in range(n) if batch["window"][r] != ERROR_WINDOW]
-        shots = {r: [Shot(Frame(0.0, rgb)) for rgb in batch["frames"][r]] for r in ok}
-        compute_features([s for r in ok for s in shots[r]], self.extractor.frame_features)
-        visual = np.zeros((n, SEGMENTS, *VISUAL_SHAPE), np.float32)
-        frames = np.zeros(n, np.int64)
-        for r in ok:
-            visual[r] = window_visual(shots[r], batch["counts"][r])
-            frames[r] = len(shots[r])
-        rest = {k: v for k, v in batch.items() if k not in ("frames", "counts")}
-        return rest | {"visual": visual, "frames": frames}
-
-
-class AudioActor:
-    """VGGish, built once per actor: window rows' `samples` -> `audio` (10, 128)."""
-
-    def __init__(self, net, postprocess: str, pca, identity: str,
-                 options: dict[str, object]) -> None:
-        """`net`: VGGish in Ray's object store (an ObjectRef), fetched once here."""
-        import ray
-
-        self.extractor = AudioExtractor(ray.get(net), postprocess, pca, RunOptions(**options),
-                                        identity)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        n = len(batch["window"])
-        ok = [r for r in range(n) if batch["window"][r] != ERROR_WINDOW]
-        emb = self.extractor.segments([s for r in ok for s in batch["samples"][r]])
-        audio = np.zeros((n, SEGMENTS, AUDIO_DIM), np.float32)
-        audio[ok] = emb.reshape(len(ok), SEGMENTS, AUDIO_DIM)
-        return {k: v for k, v in batch.items() if k != "samples"} | {"audio": audio}
-
-
 # ---- the driver ------------------------------------------------------------------------------
-
-@dataclass
-class Assembler:
-    """Window rows of many files in any order -> each file's FileFeatures once all its windows
-    are in (its last window says how many there are), or its ClipError message."""
-
-    windows: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
-    ends: dict[int, tuple[int, dict]] = field(default_factory=dict)  # index -> (windows, info)
-    failed: set[int] = field(default_factory=set)
-
-    def add(self, row: dict) -> tuple[int, FileFeatures | str] | None:
-        """Take one row -> (file index, its features or its error) when that file is
-        complete, else None."""
-        index, w = int(row["index"]), int(row["window"])
-        if index in self.failed:
-            return None
-        info = json.loads(str(row["info"])) if row["info"] else {}
-        if w == ERROR_WINDOW:
-            self.failed.add(index)
-            self.windows.pop(index, None)
-            self.ends.pop(index, None)
-            return index, info["error"]
-        self.windows.setdefault(index, {})[w] = (row["audio"], row["visual"])
-        if row["last"]:
-            self.ends[index] = (w + 1, info)
-        if index not in self.ends or len(self.windows[index]) < self.ends[index][0]:
-            return None
-        n, info = self.ends.pop(index)
-        parts = self.windows.pop(index)
-        audio, visual = (np.stack([parts[i][j] for i in range(n)]).astype(np.float32)
-                         for j in (0, 1))
-        return index, FileFeatures(audio, visual, np.arange(n, dtype=np.float64) * SEGMENTS,
-                                   info["duration"], list(info["notes"]))
-
 
 def rate_line(frames: int, seconds: float) -> str:
     """The progress bar's description: VGG19 frames a second so far."""

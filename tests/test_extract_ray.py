@@ -20,9 +20,7 @@ import torch
 from model import extract
 from model.errors import UserError, run_cli
 from model.extract_ray import (
-    ERROR_WINDOW,
     RAY_EXTRA,
-    Assembler,
     RayOptions,
     check_resources,
     lost_reason,
@@ -30,6 +28,7 @@ from model.extract_ray import (
     rate_line,
     run_ray,
 )
+from model.extract_stages import ERROR_WINDOW, Assembler
 from model.extractors import Extractors, vggish
 from model.extractors.audio import AudioExtractor
 from model.extractors.runtime import RunOptions
