@@ -9,7 +9,9 @@ one decoder of media (`model.media.decode`) and placed on the stream clock by th
   timeout plus FFmpeg's `rw_timeout`, and `timeout` for the protocols where it is the socket
   timeout; a frozen sender cannot hang the detector.
 - Placement by pts: the first connection keeps the sender's own time (pts minus the stream's
-  origin, as a replay of the same data would); after a reconnect the sender's time restarts,
+  origin, as a replay of the same data would), less the whole seconds that went by between the
+  open and the start of capture (the model loading): those seconds of backlog are stale, dropped
+  and counted, so the stream starts live; after a reconnect the sender's time restarts,
   so the new connection is placed at its arrival on the stream clock, never before what came
   earlier. The seconds in between have no data: the segmenter closes them flagged `missing`.
 - Live: a drop-oldest queue as the camera's (`streamer.sources`).
@@ -22,8 +24,10 @@ one decoder of media (`model.media.decode`) and placed on the stream clock by th
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 from model.errors import UserError
@@ -110,6 +114,7 @@ class NetworkProducer(ThreadProducer):
         self.reconnects = 0  # connections made after the first
         self.lost: list[str] = []  # why each connection ended
         self.container = self._open()
+        self.opened_at = time.monotonic()
         if self.container is None:
             raise UserError(f"cannot open stream {url} ({self.lost[-1]}): check the address and "
                             "that the sender is running")
@@ -151,9 +156,14 @@ class NetworkProducer(ThreadProducer):
 
     def capture(self, queue: ItemQueue, clock: Clock, stop: threading.Event) -> None:
         end = 0.0  # stream time where the data placed so far ends
+        stale = math.floor(time.monotonic() - self.opened_at)  # whole seconds of backlog
         while not stop.is_set():
-            shift: float | None = 0.0 if self.reconnects == 0 else None
+            first = self.reconnects == 0
+            shift: float | None = -stale if first else None
             for item in self._items():
+                if first and stale and item.t < stale:
+                    queue.count_drop(item.kind)  # sent while the detector was loading
+                    continue
                 if shift is None:  # the sender's time restarted: place it at its arrival
                     shift = max(end, clock.now()) - item.t
                 placed = shifted(item, shift)

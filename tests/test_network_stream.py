@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,17 @@ def test_cli_unreachable_stream_is_one_line_and_non_zero_exit(tmp_path):
     assert p.returncode != 0
     assert p.stderr.strip().count("\n") == 0 and "cannot open stream" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_backlog_sent_while_loading_is_dropped_and_the_stream_starts_live(clips, rt):
+    """Seconds the sender sent between the open and the start of capture (the model loading)
+    are stale: dropped and counted, the stream starts at the next whole second of the sender,
+    nothing missing."""
+    replayed, _ = run(rt, replay_source(clips["a"], fast=True))
+    with Sender([clips["a"]]) as sender:
+        source = stream_source(sender.url, delays=[])
+        time.sleep(2.2)  # stands for a slow model load (no thread is waited for)
+        streamed, summary = run(rt, source)
+    assert sum(summary.drops.values()) > 0
+    assert len(streamed) == 2 and all(not r["missing"] for r in streamed)
+    assert [r["label"] for r in streamed] == [r["label"] for r in replayed[2:]]
