@@ -85,8 +85,8 @@ def measure(rt: Runtime, kind: str, files: list[Path], seconds: float) -> dict[s
     expected = segment_count(seconds)
     totals = [r["latency_ms"]["total"] for st in stamps for _, r in st.records]
     e2e = []
-    for s, st in zip(senders, stamps, strict=False):  # none for replays
-        start = s.started[0]
+    for s, src, st in zip(senders, sources, stamps, strict=False):  # none for replays
+        start = s.started[0] + src.producers[0].skipped_s  # the sender's time of stream time 0
         e2e += [(t - (start + r["end"])) * 1000 for t, r in st.records]
     drops = sum(sum(x.drops.values()) for x in summaries)
     late = sum(sum(x.late.values()) for x in summaries)

@@ -113,6 +113,7 @@ class NetworkProducer(ThreadProducer):
         self.timeouts = (open_timeout, read_timeout)
         self.reconnects = 0  # connections made after the first
         self.lost: list[str] = []  # why each connection ended
+        self.skipped_s = 0  # whole seconds of the sender's time dropped as stale at start
         self.container = self._open()
         self.opened_at = time.monotonic()
         if self.container is None:
@@ -156,7 +157,7 @@ class NetworkProducer(ThreadProducer):
 
     def capture(self, queue: ItemQueue, clock: Clock, stop: threading.Event) -> None:
         end = 0.0  # stream time where the data placed so far ends
-        stale = math.floor(time.monotonic() - self.opened_at)  # whole seconds of backlog
+        stale = self.skipped_s = math.floor(time.monotonic() - self.opened_at)  # stale backlog
         while not stop.is_set():
             first = self.reconnects == 0
             shift: float | None = -stale if first else None
