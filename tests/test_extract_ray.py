@@ -234,8 +234,10 @@ def test_a_file_lost_after_the_retries_is_reported_and_the_run_goes_on(corpus, t
                                                                         tmp_path):
     no_retry = replace(RAY_OPTS, retries=0)
     s = run_ray(*corpus, tmp_path, failing_first(tiny), opts=no_retry)
-    lost = [f for f, why in s.failed.items() if why == lost_reason(no_retry)]
-    assert 1 <= len(lost) < len(DURATIONS)  # the files of the one failed actor call
+    # the rows of the one failed actor call: windows of some clips, maybe the broken file's
+    # error (then the broken file is reported lost, not with its own message)
+    lost = {f for f, why in s.failed.items() if why == lost_reason(no_retry)} - {BROKEN}
+    assert 1 <= len(lost) < len(DURATIONS)
     assert s.files_ok == len(DURATIONS) - len(lost) and BROKEN in s.failed
     assert cached(tmp_path) == {cache_name(f"clip{i:02d}.mp4") for i in range(len(DURATIONS))
                                 if f"clip{i:02d}.mp4" not in lost}
