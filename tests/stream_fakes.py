@@ -61,3 +61,28 @@ def tiny_model(seed: int = 0, num_classes: int = len(CLASSES)) -> JCANet:
     """The real JCANet, narrow enough for fast tests."""
     torch.manual_seed(seed)
     return JCANet(preset("paper", num_classes=num_classes, **SMALL)).eval()
+
+
+class Records:
+    """A sink that keeps every record."""
+
+    def __init__(self) -> None:
+        self.records: list[dict] = []
+
+    def on_segment(self, record: dict) -> None:
+        self.records.append(record)
+
+    def close(self) -> None:
+        pass
+
+
+def fake_runtime(k: int = 2):
+    """A live runtime on the tiny model and the fake extractors (untrained)."""
+    from model.backends import live_backend
+    from model.inference import InferenceModel
+    from model.provenance import Provenance
+    from streamer.runtime import Runtime
+
+    model = InferenceModel(tiny_model(), CLASSES, None, 1.0, 0.0, Provenance.UNTRAINED, "tiny")
+    return Runtime(model, FakeVisual().frame_features, FakeAudio(),
+                   live_backend("eager", model.net), "cpu", k, Provenance.UNTRAINED)

@@ -9,13 +9,10 @@ import json
 from pathlib import Path
 
 import pytest
-from stream_fakes import CLASSES, FakeAudio, FakeVisual, tiny_model
+from stream_fakes import CLASSES, Records, fake_runtime
 
 from benchmarks.mpegts_sender import Sender
-from model.backends import live_backend
 from model.errors import UserError
-from model.inference import InferenceModel
-from model.provenance import Provenance
 from streamer.app import run
 from streamer.multi import run_many
 from streamer.options import AppOptions, parse_args
@@ -25,23 +22,6 @@ from streamer.synthetic import Script, write_media
 
 BOTH = {"video", "audio"}
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class Records:
-    def __init__(self) -> None:
-        self.records: list[dict] = []
-
-    def on_segment(self, record: dict) -> None:
-        self.records.append(record)
-
-    def close(self) -> None:
-        pass
-
-
-def fake_runtime(k: int = 2) -> Runtime:
-    model = InferenceModel(tiny_model(), CLASSES, None, 1.0, 0.0, Provenance.UNTRAINED, "tiny")
-    return Runtime(model, FakeVisual().frame_features, FakeAudio(),
-                   live_backend("eager", model.net), "cpu", k, Provenance.UNTRAINED)
 
 
 def ts_clip(path: Path, script: Script) -> Path:

@@ -11,13 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from stream_fakes import CLASSES, FakeAudio, FakeVisual, tiny_model
+from stream_fakes import Records, fake_runtime
 
 from benchmarks.mpegts_sender import Sender, listen
-from model.backends import live_backend
 from model.errors import UserError
-from model.inference import InferenceModel
-from model.provenance import Provenance
 from streamer.network import NetworkProducer, StreamLost, open_options, stream_source
 from streamer.replay import replay_source
 from streamer.runtime import Runtime, assemble
@@ -26,23 +23,6 @@ from streamer.synthetic import Script, write_media
 
 ROOT = Path(__file__).resolve().parents[1]
 BOTH = {"video", "audio"}
-
-
-class Records:
-    def __init__(self) -> None:
-        self.records: list[dict] = []
-
-    def on_segment(self, record: dict) -> None:
-        self.records.append(record)
-
-    def close(self) -> None:
-        pass
-
-
-def fake_runtime(k: int = 2) -> Runtime:
-    model = InferenceModel(tiny_model(), CLASSES, None, 1.0, 0.0, Provenance.UNTRAINED, "tiny")
-    return Runtime(model, FakeVisual().frame_features, FakeAudio(),
-                   live_backend("eager", model.net), "cpu", k, Provenance.UNTRAINED)
 
 
 def ts_clip(path: Path, seconds: float, seed_script: Script | None = None) -> Path:
