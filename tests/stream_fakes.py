@@ -7,6 +7,8 @@ any change in which frames or samples reach them changes the features.
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,6 +20,7 @@ from model.network import JCANet
 from model.recipe import FeatureRecipe
 
 CLASSES = ("beep", "whistle", "hum", "background")
+FIRST_RECORD_S = 300  # start-up (torch, extractors) on a loaded 2-core machine, then 1 segment
 
 
 class FakeVisual:
@@ -86,3 +89,17 @@ def fake_runtime(k: int = 2):
     model = InferenceModel(tiny_model(), CLASSES, None, 1.0, 0.0, Provenance.UNTRAINED, "tiny")
     return Runtime(model, FakeVisual().frame_features, FakeAudio(),
                    live_backend("eager", model.net), "cpu", k, Provenance.UNTRAINED)
+
+
+def wait_for_first_record(proc: subprocess.Popen, log: Path) -> None:
+    """Polls the log (the process's own exit ends the wait too) until one whole line is in."""
+    for _ in range(FIRST_RECORD_S * 5):
+        if log.is_file() and log.read_text().endswith("\n"):
+            return
+        try:
+            proc.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            continue
+        raise AssertionError(f"main.py ended (status {proc.returncode}) before its first record")
+    proc.kill()
+    raise AssertionError("no record in the log in time")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from stream_fakes import CLASSES, tiny_model
+from stream_fakes import CLASSES, tiny_model, wait_for_first_record
 
 from model.checkpoint import save_checkpoint
 from model.errors import UserError
@@ -32,7 +32,6 @@ from streamer.app import build
 from streamer.options import AppOptions
 
 ROOT = Path(__file__).resolve().parents[1]
-FIRST_RECORD_S = 300  # start-up (torch, extractors) on a loaded 2-core machine, then 1 segment
 EXIT_S = 120  # from the stop to the exit: the segments already closed, then the sinks
 FAST = ["--random-weights", "--device", "cpu", "--backend", "eager",
         "--frames-per-segment", "1"]
@@ -55,20 +54,6 @@ def beep_checkpoint(tmp_path_factory) -> Path:
 def start(args: list[str], log: Path, **popen) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "main.py", *args, "--log", str(log)], cwd=ROOT,
                             **popen)
-
-
-def wait_for_first_record(proc: subprocess.Popen, log: Path) -> None:
-    """Polls the log (the process's own exit ends the wait too) until one whole line is in."""
-    for _ in range(FIRST_RECORD_S * 5):
-        if log.is_file() and log.read_text().endswith("\n"):
-            return
-        try:
-            proc.wait(timeout=0.2)
-        except subprocess.TimeoutExpired:
-            continue
-        raise AssertionError(f"main.py ended (status {proc.returncode}) before its first record")
-    proc.kill()
-    raise AssertionError("no record in the log in time")
 
 
 def records(log: Path) -> list[dict]:

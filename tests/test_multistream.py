@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from stream_fakes import CLASSES, Records, fake_runtime
+from stream_fakes import CLASSES, Records, fake_runtime, wait_for_first_record
 
 from benchmarks.mpegts_sender import Sender
 from model.errors import UserError
@@ -192,14 +192,7 @@ def test_sigterm_stops_every_stream_each_flushed(tmp_path):
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "JCA_LIVE_CACHE": str(tmp_path / "cache")})
     try:
-        for _ in range(600):  # until one whole record is in (or the process ended)
-            if log.is_file() and log.read_text().endswith("\n"):
-                break
-            try:
-                proc.wait(timeout=0.2)
-            except subprocess.TimeoutExpired:
-                continue
-            raise AssertionError(f"main.py ended (status {proc.returncode}) before a record")
+        wait_for_first_record(proc, log)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:
