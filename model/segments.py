@@ -24,11 +24,20 @@ Segment i covers stream time [i, i + 1). The rules (docs/STREAMING.md):
   `partial`; audio missing before D is silence.
 
 When VGG19 runs on the selected frames (`frame_features`, rgb (n, H, W, 3) -> (n, 7, 7, 512)):
-- incremental (live): each selected frame as it arrives, so closing a segment costs no VGG19
-  when the frame rate is at least k;
-- `incremental=False`: all of a segment's selected frames in one batch at its close;
+- `push` never runs it, so a segment closes (and can be labelled) the moment its data is
+  complete, not after the VGG19 of the frame that completed it;
+- `compute_next()` runs it on the oldest selected frame still without a feature: a live caller
+  calls it whenever no item is waiting, so closing a segment costs no VGG19 when the frame rate
+  is at least k and the machine keeps up;
+- at close, the segment's selected frames still without a feature, in one batch;
 - `frame_features=None` (offline): never here; a closed segment carries its `picks` and
   `visual_features` computes many segments' in one batch.
+
+Shedding (live only, `max_lag` set): a selected frame whose VGG19 has not started when the data
+has moved more than `max_lag` seconds past it is not computed; its targets go to the segment's
+previous selected frame (never the first: every segment keeps at least one computed frame). A
+machine that cannot keep up with k thus averages fewer distinct frames per segment instead of
+falling behind and losing picture and sound; `ClosedSegment.shed` counts those targets.
 """
 
 from __future__ import annotations
@@ -139,8 +148,9 @@ class ClosedSegment:
     frames: int = 0  # frames that arrived in the segment
     closed_at: float = 0.0  # monotonic time its data was complete
     last_capture: float = 0.0  # monotonic capture time of its newest item
-    visual_ms: float = 0.0  # VGG19 time spent after close (the last frame's fill)
+    visual_ms: float = 0.0  # VGG19 time spent at close (frames not computed before)
     picks: Picks = ()  # without frame_features: what `visual` will be the mean of
+    shed: int = 0  # of the k targets, those given to an earlier frame (shedding, live)
 
     @property
     def audio_rms_db(self) -> float:
@@ -167,20 +177,33 @@ class _Open:
     audio: np.ndarray = field(default_factory=lambda: np.zeros(SEGMENT_SAMPLES, np.float32))
     audio_samples: int = 0
     last_capture: float = 0.0
+    shed: int = 0
+
+    def uncomputed(self) -> int | None:
+        """Index in `picks` of the oldest selected frame without a feature, or None."""
+        return next((j for j, (shot, _) in enumerate(self.picks) if shot.feature is None), None)
+
+    def shed_pick(self, j: int) -> None:
+        """Give pick j's targets to pick j - 1 (an earlier frame of this segment)."""
+        _, n = self.picks.pop(j)
+        shot, m = self.picks[j - 1]
+        self.picks[j - 1] = (shot, m + n)
+        self.shed += n
 
 
 class Segmenter:
     def __init__(self, frame_features: FrameFeatures | None, k: int,
                  kinds: Sequence[str] = KINDS, av_offset: float = 0.0,
-                 incremental: bool = True) -> None:
+                 max_lag: float | None = None) -> None:
         """frame_features: rgb (n, H, W, 3) uint8 -> (n, 7, 7, 512), or None to leave the
         visual features to `visual_features`; k frames per segment; av_offset: seconds the
-        audio lags the picture (audio time is shifted back by it); incremental: VGG19 on each
-        selected frame as it arrives (else all of a segment's at its close)."""
+        audio lags the picture (audio time is shifted back by it); max_lag: shed selected
+        frames this many seconds behind the newest data (None: compute every one)."""
         self.frame_features, self.k = frame_features, k
-        self.incremental = incremental and frame_features is not None
         self.kinds = tuple(kinds)
         self.av_offset = av_offset
+        self.max_lag = max_lag
+        self._newest = -math.inf  # stream time of the newest data pushed
         self.next = 0  # the oldest segment not yet closed
         self._open: dict[int, _Open] = {}
         self._first: Shot | None = None  # the stream's first frame
@@ -199,10 +222,49 @@ class Segmenter:
     def push(self, item: Item) -> list[ClosedSegment]:
         now = time.monotonic()
         if isinstance(item, Frame):
+            self._newest = max(self._newest, item.t)
             self._push_frame(item)
         else:
+            self._newest = max(self._newest, item.end)
             self._push_audio(item)
         return self._close_ready(now)
+
+    @property
+    def pending(self) -> bool:
+        """A selected frame of an open segment still waits for its VGG19 feature."""
+        return self.frame_features is not None and any(
+            s.uncomputed() is not None for s in self._open.values())
+
+    def compute_next(self) -> bool:
+        """VGG19 on the oldest selected frame still without a feature (or shed it, see the
+        module doc); False when there is none."""
+        for i in sorted(self._open):
+            s = self._open[i]
+            j = s.uncomputed()
+            if j is not None and self.frame_features is not None:
+                self._settle(s, j)
+                return True
+        return False
+
+    def _behind(self, shot: Shot) -> bool:
+        return self.max_lag is not None and self._newest - shot.frame.t > self.max_lag
+
+    def _settle(self, s: _Open, j: int) -> None:
+        """Compute pick j of s, or shed it when it is not the first and the data is past it."""
+        if j > 0 and self._behind(s.picks[j][0]):
+            s.shed_pick(j)
+        else:
+            self._compute([s.picks[j][0]])
+
+    def _shed_behind(self, s: _Open) -> None:
+        """Shed every pick of s but the first that still lacks a feature and is behind."""
+        j = 1
+        while j < len(s.picks):
+            shot = s.picks[j][0]
+            if shot.feature is None and self._behind(shot):
+                s.shed_pick(j)
+            else:
+                j += 1
 
     def _segment(self, i: int) -> _Open:
         if i not in self._open:
@@ -239,8 +301,6 @@ class Segmenter:
         if taken:
             _ = f.rgb  # a selected frame's picture is needed: made now, while it is decoded
             s.picks.append((s.last, taken))
-            if self.incremental:
-                self._compute([s.last])
 
     def _push_audio(self, a: Audio) -> None:
         if a.rate != SAMPLE_RATE:
@@ -309,20 +369,22 @@ class Segmenter:
         if s.last is None:
             missing.append(VIDEO)
             held = self._held or self._first
-            picks: Picks = ((held, self.k),) if held is not None else ()
+            s.picks = [(held, self.k)] if held is not None else []
         else:
-            picks = (*s.picks, (s.last, s.selector.left)) if s.selector.left else tuple(s.picks)
+            if s.selector.left:
+                s.picks.append((s.last, s.selector.left))
             self._held = s.last
         if s.audio_samples == 0:
             missing.append(AUDIO)
         t0 = time.perf_counter()
         visual = None
         if self.frame_features is not None:
-            self._compute(shot for shot, _ in picks)
-            visual = mean_feature(picks)
+            self._shed_behind(s)
+            self._compute(shot for shot, _ in s.picks)
+            visual = mean_feature(tuple(s.picks))
         visual_ms = (time.perf_counter() - t0) * 1000
         return ClosedSegment(
             index=i, start=float(i), end=float(i + 1) if end is None else end, visual=visual,
             audio=s.audio, missing=tuple(missing), partial=end is not None, frames=s.frames,
             closed_at=now, last_capture=s.last_capture or now, visual_ms=visual_ms,
-            picks=() if visual is not None else picks)
+            picks=() if visual is not None else tuple(s.picks), shed=s.shed)

@@ -10,7 +10,11 @@
 (streamer.runtime.assemble builds one from a loaded runtime and a source.)
 
 Threads: the source's capture threads (or PortAudio's callback) only capture; one compute thread
-segments, extracts, runs the model and calls the sinks, in segment order; the calling thread
+segments, extracts, runs the model and calls the sinks, in segment order. It takes every waiting
+item first (so a segment closes, and is labelled, as soon as its data is complete) and runs
+VGG19 on the selected frames when no item waits; on a live source a selected frame more than
+SHED_LAG_S behind the newest data is shed (model.segments: the segment averages fewer distinct
+frames, counted in `frames_shed`) rather than letting the queues overflow. The calling thread
 waits (so Ctrl+C lands there), then joins everything and closes the sinks. However the stream
 ends (end of file, --duration, Ctrl+C, a source fault), the closed segments are flushed through
 the detector and every sink before `run` returns; a fault comes back as `summary.error`.
@@ -42,6 +46,7 @@ from streamer.sources import AUDIO, KINDS, VIDEO, Audio, EndOfStream, Frame, Sou
 
 STAGES = ("segment", "visual", "audio", "model", "output", "total")
 POLL_S = 0.05  # how often the compute thread checks for stop / live deadlines when idle
+SHED_LAG_S = 0.5  # live: VGG19 skips a selected frame this many seconds behind the newest data
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ class PipelineOptions:
     duration: float | None = None  # stream seconds, then stop
     grace: float = 0.5  # live: close a segment this long after its end whatever has arrived
     provenance: Provenance = Provenance.TRAINED  # every record says so (its two fields)
-    incremental: bool = True  # VGG19 per selected frame on arrival (False: all at close)
+    incremental: bool = True  # VGG19 on selected frames while idle (False: all at close)
 
 
 def finite(x: np.ndarray) -> np.ndarray:
@@ -76,6 +81,7 @@ class Summary:
     interrupted: bool = False  # by Ctrl+C
     stopped_by: str | None = None  # what asked the stream to stop: "SIGTERM", "stdout closed"
     nonfinite: int = 0  # segments flagged `nonfinite` (features or probabilities)
+    shed: int = 0  # frame targets given to an earlier frame because VGG19 was behind
     provenance: Provenance = Provenance.TRAINED
     error: BaseException | None = None
 
@@ -87,6 +93,8 @@ class Summary:
         text = (f"{self.segments} segments ({self.stream_s:.1f} s of stream in {self.wall_s:.1f} s)"
                 f", drops: {drops}, latency p50 {self.p('total', 50):.0f} ms"
                 f" / p95 {self.p('total', 95):.0f} ms")
+        if self.shed:
+            text += f", {self.shed} frames shed (VGG19 behind)"
         if self.nonfinite:
             text += f", {self.nonfinite} non-finite segments"
         if self.provenance.tag:
@@ -102,7 +110,7 @@ class Summary:
             "frame_ms_p50": round(percentile(self.frame_ms, 50), 2),
             "sink_ms_p50": round(percentile(self.sink_ms, 50), 3),
             "interrupted": self.interrupted, "stopped_by": self.stopped_by,
-            "nonfinite": self.nonfinite,
+            "nonfinite": self.nonfinite, "frames_shed": self.shed,
             **self.provenance.fields(),
             "error": None if self.error is None else str(self.error),
         }
@@ -129,7 +137,7 @@ class Pipeline:
         self.segmenter = LiveSegmenter(frame_features, self.options.frames_per_segment,
                                        kinds=source.kinds, av_offset=self.options.av_offset,
                                        grace=self.options.grace,
-                                       incremental=self.options.incremental)
+                                       max_lag=SHED_LAG_S if source.realtime else None)
         self.clock = Clock()
         self.summary = Summary(provenance=self.options.provenance)
         self._stop = threading.Event()
@@ -214,7 +222,8 @@ class Pipeline:
         past_end: set[str] = set()
         try:
             while not self._stop.is_set():
-                item = src.get(POLL_S)
+                idle_work = opts.incremental and self.segmenter.pending
+                item = src.get(0.0 if idle_work else POLL_S)
                 if isinstance(item, EndOfStream):
                     break
                 if item is not None and opts.duration is not None and item.t >= opts.duration:
@@ -224,6 +233,8 @@ class Pipeline:
                 elif item is not None:
                     self._observe(item)
                     self._handle(self.segmenter.push(item))
+                elif idle_work:
+                    self.segmenter.compute_next()
                 if src.realtime:  # live deadlines: a stalled kind does not hold segments back
                     now = self.clock.now()
                     self._handle(self.segmenter.tick(time.monotonic(), now, src.queue.drained()))
@@ -286,6 +297,7 @@ class Pipeline:
             "audio_rms_db": round(seg.audio_rms_db, 1),
             "video_fps": self._status["video_fps"], "drops": self.source.drops,
             "frames": seg.frames, "frames_per_segment": self.options.frames_per_segment,
+            "frames_shed": seg.shed,
         }
         if p.attention is not None:
             record["attention"] = p.attention.tolist()
@@ -304,6 +316,7 @@ class Pipeline:
         self.summary.sink_ms.append((time.perf_counter() - t_sink) * 1000)
         self.summary.segments += 1
         self.summary.nonfinite += nonfinite
+        self.summary.shed += seg.shed
         self.summary.stream_s = seg.end
         with self._lock:
             self._status["segments"] = self.summary.segments

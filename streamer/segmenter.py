@@ -20,10 +20,11 @@ from model.segments import ClosedSegment, FrameFeatures, Segmenter
 
 class LiveSegmenter(Segmenter):
     def __init__(self, frame_features: FrameFeatures, k: int, kinds: Sequence[str] = KINDS,
-                 av_offset: float = 0.0, grace: float = 0.5, incremental: bool = True) -> None:
+                 av_offset: float = 0.0, grace: float = 0.5,
+                 max_lag: float | None = None) -> None:
         """grace: how long past a segment's end `tick` waits for late data; the other
         arguments are Segmenter's."""
-        super().__init__(frame_features, k, kinds, av_offset, incremental)
+        super().__init__(frame_features, k, kinds, av_offset, max_lag)
         self.grace = grace
 
     def tick(self, now: float, stream_now: float,

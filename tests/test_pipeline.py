@@ -255,25 +255,32 @@ def test_live_segments_close_on_time_when_one_kind_stalls():
     assert [r["frames"] for r in sink.records] == [10, 10, 10]
 
 
-def test_real_time_replay_behind_drops_oldest_and_keeps_the_segment_rule(tmp_path):
+def test_real_time_replay_with_vgg19_behind_sheds_frames_and_keeps_the_segment_rule(tmp_path):
     path = write_media(tmp_path / "clip.mkv", Script.demo(3.0), fps=25, audio_rate=44100,
                        channels=2)
     fake = FakeVisual()
 
     def slow_features(rgb):  # 8 frames a segment at 0.2 s each: 1.6 s for each second
-        threading.Event().wait(0.2)
+        threading.Event().wait(0.2 * len(rgb))
         return fake.frame_features(rgb)
 
-    src = replay_source(path, fast=False, capacity={"video": 8, "audio": 8})
-    det = Detector(live_backend("eager", tiny_model()), CLASSES)
-    sink = ListSink()
-    summary = Pipeline(src, slow_features, FakeAudio(), det, [sink],
-                       PipelineOptions(frames_per_segment=8)).run()
-    assert summary.error is None
-    assert [r["segment"] for r in sink.records] == [0, 1, 2]
-    assert summary.drops["video"] > 0 and summary.drops["audio"] > 0
-    assert sink.records[-1]["drops"] == summary.drops
-    assert src.queue.high_water == {"video": 8, "audio": 8}
+    def run(fast, features):
+        det = Detector(live_backend("eager", tiny_model()), CLASSES)
+        sink = ListSink()
+        summary = Pipeline(replay_source(path, fast=fast), features, FakeAudio(), det, [sink],
+                           PipelineOptions(frames_per_segment=8)).run()
+        assert summary.error is None
+        assert [r["segment"] for r in sink.records] == [0, 1, 2]
+        assert [r["frames_per_segment"] for r in sink.records] == [8, 8, 8]
+        assert summary.shed == sum(r["frames_shed"] for r in sink.records)
+        assert sink.records[-1]["drops"] == summary.drops
+        return summary, sink.records
+
+    live, records = run(False, slow_features)
+    assert live.shed > 0  # frames behind the data were shed, not computed late
+    assert all(0 <= r["frames_shed"] <= 7 for r in records)  # each kept at least one frame
+    fast, records = run(True, fake.frame_features)
+    assert fast.shed == 0 and fast.drops == {"video": 0, "audio": 0}  # never shed off-line
 
 
 class BrokenMic:

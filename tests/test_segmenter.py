@@ -30,10 +30,14 @@ def frame(t: float, value: int) -> Frame:
     return Frame(t, np.full((2, 2, 3), value, np.uint8))
 
 
-def run_all(seg: Segmenter, items) -> list:
+def run_all(seg: Segmenter, items, live: bool = False) -> list:
+    """Every item pushed; live: VGG19 on the waiting frames after each item, as the pipeline
+    does when no item waits (else at close)."""
     out = []
     for it in items:
         out += seg.push(it)
+        while live and seg.compute_next():
+            pass
     return out + seg.finish()
 
 
@@ -73,8 +77,8 @@ def test_when_vgg19_runs_does_not_change_the_features(fps, k):
     items = [frame(t, i % 251) for i, t in enumerate(times)]
     items.append(Audio(0.0, np.random.default_rng(k).uniform(-1, 1, 7 * RATE).astype(np.float32),
                        RATE))
-    live = run_all(Segmenter(index_features, k), items)
-    at_close = run_all(Segmenter(index_features, k, incremental=False), items)
+    live = run_all(Segmenter(index_features, k), items, live=True)
+    at_close = run_all(Segmenter(index_features, k), items)
     offline = run_all(Segmenter(None, k), items)
     assert [s.index for s in offline] == [s.index for s in live] == list(range(len(live)))
     assert len(live) >= 6
@@ -102,16 +106,86 @@ def test_finish_pads_to_a_minimum_count_with_the_last_frame_and_silence():
         np.testing.assert_allclose(s.visual, 12.0)
 
 
-def test_each_selected_frame_is_computed_once_as_it_arrives():
+def test_each_selected_frame_is_computed_once_between_items_and_push_computes_none():
     fake = FakeVisual()
     seg = Segmenter(fake.frame_features, k=4)
     for i in range(10):  # 10 fps: targets 0 .25 .5 .75 -> frames at 0 .3 .5 .8
         seg.push(frame(i / 10, i))
-    assert fake.calls == 4  # computed on arrival, before the segment closes
-    seg.push(Frame(1.0, np.zeros((2, 2, 3), np.uint8)))  # closes segment 0, opens segment 1
-    closed = seg.push(Audio(0.0, np.zeros(RATE + 10, np.float32), RATE))
+    assert fake.calls == 0 and seg.pending
+    while seg.compute_next():
+        pass
+    assert fake.calls == 4 and not seg.pending  # each selected frame once, before the close
+    seg.push(Audio(0.0, np.zeros(RATE + 10, np.float32), RATE))
+    closed = seg.push(frame(1.0, 0))  # completes segment 0, opens segment 1
     assert [s.index for s in closed] == [0]
-    assert fake.calls == 5  # closing cost no extraction; the new frame is segment 1's target 0
+    assert fake.calls == 4  # closed without any VGG19: not even the new frame's (segment 1's)
+    assert seg.pending and seg.compute_next() and fake.calls == 5
+
+
+def video_only(fps: float, seconds: float) -> list[Frame]:
+    return [frame(i / fps, i % 251) for i in range(round(fps * seconds))]
+
+
+def weighted_mean(values: dict[float, int], counts: dict[float, int]) -> float:
+    """(sum count x value) / k in float64: a segment's feature from its picks."""
+    total = sum(counts.values())
+    return sum(np.float64(values[t]) * n for t, n in counts.items()) / total
+
+
+def test_frames_behind_the_data_are_shed_to_the_previous_pick_never_the_first():
+    # 25 fps, k = 4: targets 0 .25 .5 .75 -> frames at i + 0, .28, .52, .76. Nothing computed
+    # between items (a compute thread that is behind): each segment closes when the frame at
+    # i + 1 arrives, so its picks lag the newest data by 1, .72, .48, .24 s. With max_lag 0.5
+    # the .28 pick is shed to the first; .52 and .76 are still computed.
+    fps, k = 25.0, 4
+    items = video_only(fps, 4.0)
+    value = {round(f.t, 6): int(f.rgb[0, 0, 0]) for f in items}
+    computed = []
+
+    def features(rgb):
+        computed.extend(rgb[:, 0, 0, 0].tolist())
+        return index_features(rgb)
+
+    seg = Segmenter(features, k, kinds=("video",), max_lag=0.5)
+    closed = [c for it in items for c in seg.push(it)]
+    assert [c.index for c in closed] == [0, 1, 2]
+    for c in closed:
+        i = c.index
+        expected = weighted_mean(value, {i + 0.0: 2, round(i + 0.52, 6): 1,
+                                         round(i + 0.76, 6): 1})
+        np.testing.assert_allclose(c.visual, expected, rtol=1e-6)
+        assert c.shed == 1
+    assert len(computed) == 3 * 3  # three computed frames a segment, the shed one never
+    assert value[0.28] not in computed
+
+
+def test_max_lag_zero_keeps_one_frame_a_segment_and_no_max_lag_sheds_nothing():
+    fps, k = 10.0, 4
+    items = video_only(fps, 3.0)
+    value = {round(f.t, 6): int(f.rgb[0, 0, 0]) for f in items}
+    starved = Segmenter(index_features, k, kinds=("video",), max_lag=0.0)
+    out = [c for it in items for c in starved.push(it)] + starved.finish()
+    for c in out:
+        np.testing.assert_allclose(c.visual, value[float(c.index)])  # the first frame only
+        assert c.shed == k - 1
+    unhurried = Segmenter(index_features, k, kinds=("video",))
+    for a, b in zip([c for it in items for c in unhurried.push(it)] + unhurried.finish(),
+                    run_all(Segmenter(None, k, kinds=("video",)), items), strict=True):
+        assert a.shed == 0
+        idx = [round(a.index + j / 10, 6) for j in (0, 3, 5, 8)]  # select_frames at 10 fps
+        np.testing.assert_allclose(a.visual, np.mean([value[t] for t in idx]), rtol=1e-6)
+        assert b.visual is None
+
+
+def test_a_frame_computed_in_time_is_never_shed():
+    # the live pattern on a machine that keeps up: VGG19 between items, so no pick waits
+    items = video_only(25.0, 3.0)
+    live = run_all(Segmenter(index_features, 4, kinds=("video",), max_lag=0.0), items,
+                   live=True)
+    reference = run_all(Segmenter(index_features, 4, kinds=("video",)), items)
+    assert [c.shed for c in live] == [0] * len(reference)
+    for a, b in zip(live, reference, strict=True):
+        np.testing.assert_array_equal(a.visual, b.visual)
 
 
 @pytest.mark.parametrize("duration,expected", [(23.5, 24), (23.4, 23), (23.6, 24), (20.0, 20),
