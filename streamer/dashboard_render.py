@@ -341,7 +341,8 @@ def _total_latency(state: DashboardState, width: int) -> Text:
 def _meters_panel(state: DashboardState, width: int, height: int,
                   with_latency: bool = False) -> Panel:
     """Drops first (never cut), the total latency when no latency panel shows it, then the
-    audio level, the frame rate and the segment count, as rows allow."""
+    audio level, the frame rate, the VGG19 frames of the last segment and the segment count,
+    as rows allow."""
     st = state.status
     last = state.records[-1] if state.records else {}
     inner = width - 4
@@ -364,6 +365,14 @@ def _meters_panel(state: DashboardState, width: int, height: int,
     else:
         video.append(f"{float(fps):.1f} fps", style="bold")
     rows += [audio, video]
+    k = last.get("frames_per_segment")
+    if k:  # the frames VGG19 averaged in the last segment: fewer when it fell behind (shed)
+        shed = int(last.get("frames_shed", 0) or 0)
+        frames = Text("VGG19 ", no_wrap=True)
+        frames.append(f"{k - shed}/{k} frames", style="bold yellow" if shed else "bold")
+        if shed:
+            frames.append(" (behind)", style="yellow")
+        rows.append(frames)
     if st.get("segments") is not None:
         rows.append(Text(f"segments {st['segments']}", no_wrap=True))
     return Panel(Group(*rows[:max(1, height - 2)]), title="signal", title_align="left",

@@ -127,6 +127,16 @@ def test_render_shows_label_probs_timeline_counters(size):
     assert "Bark 2–5 s" in text  # the closed event in the events list
 
 
+@pytest.mark.parametrize("shed", [0, 1])
+def test_meters_say_how_many_frames_vgg19_averaged(shed):
+    model = DashboardModel(HEADER)
+    model.add(record(0, 1, frames_per_segment=4, frames_shed=shed))
+    lines, _ = draw(model.snapshot(STATUS), 160, 48)
+    text = "\n".join(lines)
+    assert f"VGG19 {4 - shed}/4 frames" in text
+    assert ("(behind)" in text) == bool(shed)
+
+
 def test_timeline_cells_coloured_by_class():
     state, records = make_state()
     console = Console(file=io.StringIO(), width=80, height=24, color_system="truecolor")
