@@ -120,15 +120,25 @@ def explicit_frames(k: int, why: str) -> FramesChoice:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m streamer.autok`: the K main.py picks on this machine with its defaults (eager
-    window), on stdout; how, on stderr. streamer.demo extracts its training features at it."""
+    window), on stdout; how, on stderr. streamer.demo extracts its training features at it.
+    `--probe` measures again (the costs of a probe made while the machine was busy, or quiet,
+    are kept until then)."""
     import argparse
+    import sys
 
+    from model.extractors.cpu import cpu_info, machine_key
+    from model.extractors.paths import ChoiceCache, cache_dir
     from streamer.options import AppOptions
     from streamer.runtime import load_runtime
 
     ap = argparse.ArgumentParser(prog="python -m streamer.autok", description=main.__doc__)
     ap.add_argument("--seed", type=int, default=0, help="seed of the random extractor weights")
+    ap.add_argument("--probe", action="store_true",
+                    help="forget this machine's cached probe costs and measure now")
     a = ap.parse_args(argv)
+    if a.probe:
+        n = ChoiceCache(cache_dir(), machine_key(cpu_info())).forget(SLOT_PREFIX)
+        print(f"forgot {n} cached probe(s) of this machine; measuring now", file=sys.stderr)
     rt = load_runtime(AppOptions(source="synthetic", random_weights=True, device="cpu",
                                  extractor_path="auto", backend="eager", seed=a.seed,
                                  log=None, events=None))

@@ -67,6 +67,25 @@ def test_the_second_start_reads_the_cache_and_a_changed_machine_key_probes_again
     assert another_slot.calls == 1
 
 
+def test_forgetting_the_probe_measures_again_and_keeps_everything_else(tmp_path):
+    probe = Probe()
+    autok.auto_frames(probe, ChoiceCache(tmp_path, "machine-a"), autok.probe_slot(
+        "openvino", "fp32", "eager", 2))
+    ChoiceCache(tmp_path, "machine-a").store("vgg19|random:seed=0|threads=2", {"path": "x"})
+    ChoiceCache(tmp_path, "machine-b").store(autok.probe_slot("fp32", "fp32", "eager", 2),
+                                             COSTS.to_dict())
+    assert ChoiceCache(tmp_path, "machine-a").forget(autok.SLOT_PREFIX) == 1
+    quieter = Probe(autok.Costs(frame_ms=100.0, segment_ms=60.0, window_ms=5.0))
+    again = autok.auto_frames(quieter, ChoiceCache(tmp_path, "machine-a"), autok.probe_slot(
+        "openvino", "fp32", "eager", 2))
+    assert quieter.calls == 1 and again.frames == 6 and again.reason.startswith("auto (probe)")
+    assert ChoiceCache(tmp_path, "machine-a").load("vgg19|random:seed=0|threads=2") == {
+        "path": "x"}  # the extractor-path choice stays
+    assert ChoiceCache(tmp_path, "machine-b").load(autok.probe_slot(
+        "fp32", "fp32", "eager", 2)) == COSTS.to_dict()  # another machine's stays
+    assert ChoiceCache(tmp_path, "machine-a").forget(autok.SLOT_PREFIX) == 1
+
+
 def test_a_cache_entry_of_another_shape_is_measured_again(tmp_path):
     cache = ChoiceCache(tmp_path, "machine-a")
     cache.store("slot", {"frame_ms": 1.0})

@@ -364,6 +364,17 @@ class ChoiceCache:
         machine[slot] = entry
         atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True))
 
+    def forget(self, prefix: str) -> int:
+        """Drop this machine's entries whose slot starts with `prefix`; how many there were."""
+        data = self._read()
+        machine = data.get("machines", {}).get(self.key, {})
+        gone = [slot for slot in machine if slot.startswith(prefix)]
+        for slot in gone:
+            del machine[slot]
+        if gone:
+            atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True))
+        return len(gone)
+
 
 def choose(network: str, net: nn.Module, probe: np.ndarray, *, identity: str, env: BuildEnv,
            cache: ChoiceCache | None = None, info: CpuInfo | None = None,
