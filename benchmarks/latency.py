@@ -47,7 +47,7 @@ from benchmarks.latency_report import markdown, plot
 from benchmarks.latency_run import Parts, RunSpec, measure
 from benchmarks.latency_streams import run_streams
 from model.errors import UserError, run_cli
-from model.limits import check_frames_per_segment, check_positive
+from model.limits import check_frames_per_segment, check_positive, check_range
 from streamer.options import GPU_FRAMES, add_source_and_model_args, app_options
 
 COMPARISONS = ("incremental", "backends", "frames")
@@ -96,12 +96,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         raise UserError("--fast and --realtime exclude each other: pick one")
     check_positive("--compare-seconds", a.compare_seconds)
     check_positive("--streams-seconds", a.streams_seconds)
-    if a.repeat < 1:
-        raise UserError(f"--repeat must be >= 1, got {a.repeat}")
+    check_range("--repeat", a.repeat, 1)
     for k in a.frames:
         check_frames_per_segment(k)
-    if a.streams and any(n < 1 for n in a.streams):
-        raise UserError("--streams values must be >= 1")
+    for n in a.streams or ():
+        check_range("--streams", n, 1)
     return a
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from calibrate.avsync import SyncOptions, SyncResult, brightening, estimate_offset, grey
 from model.errors import UserError, run_cli
 from model.extractors.vggish_frontend import SAMPLE_RATE
-from model.limits import check_positive
+from model.limits import check_positive, check_range
 from streamer.clock import Clock
 from streamer.offsets import config_path, save_offset, source_key
 from streamer.options import AppOptions
@@ -135,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     check_positive("--seconds", args.seconds)
     if not 0 < args.max_lag_ms <= 5000:
         raise UserError(f"--max-lag-ms must be in (0, 5000], got {args.max_lag_ms}")
-    if args.min_events < 1:
-        raise UserError(f"--min-events must be >= 1, got {args.min_events}")
+    check_range("--min-events", args.min_events, 1)
     opts = SyncOptions(max_lag=args.max_lag_ms / 1000, min_events=args.min_events)
     source, key = open_capture(args)
     seconds = args.seconds if args.seconds is not None or args.replay else LIVE_SECONDS

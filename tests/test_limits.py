@@ -130,3 +130,19 @@ def test_extract_flags_are_checked_by_the_same_rules(flags, message, tmp_path):
     with pytest.raises(UserError, match=message):
         main(["--videos", str(tmp_path), "--annotations", str(tmp_path / "a.csv"), "--out",
               str(tmp_path / "out"), "--random-weights", *flags])
+
+
+@pytest.mark.parametrize(("entry", "flags", "message"), [
+    ("benchmarks.latency:parse_args", ["--synthetic", "--repeat", "0"],
+     r"^--repeat must be >= 1, got 0$"),
+    ("benchmarks.latency:parse_args", ["--synthetic", "--streams", "2", "0"],
+     r"^--streams must be >= 1, got 0$"),
+    ("calibrate.sync:main", ["--replay", "clip.mp4", "--min-events", "0"],
+     r"^--min-events must be >= 1, got 0$"),
+])
+def test_benchmark_and_calibration_flags_are_checked_by_the_same_rules(entry, flags, message):
+    import importlib
+
+    module, function = entry.split(":")
+    with pytest.raises(UserError, match=message):
+        getattr(importlib.import_module(module), function)(flags)
