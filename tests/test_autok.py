@@ -130,10 +130,24 @@ def test_explicit_k_wins_without_a_probe(tmp_path, monkeypatch, capsys):
     def no_probe(*a, **k):
         raise AssertionError("an explicit K must not probe")
 
+    warmed = []
+    real_warm_up = autok.warm_up
     monkeypatch.setattr(autok, "measure_costs", no_probe)
+    monkeypatch.setattr(autok, "warm_up", lambda *stages: (warmed.append(len(stages)),
+                                                          real_warm_up(*stages)))
     run(synthetic(tmp_path, frames_per_segment=2))
     assert all(r["frames_per_segment"] == 2 for r in records(tmp_path))
     assert "2 frames per segment (--frames-per-segment)" in capsys.readouterr().err
+    assert warmed == [3]  # each stage called once before the stream, as the probe would
+
+
+def test_warm_up_calls_each_stage_once_with_the_live_shapes():
+    seen = []
+    autok.warm_up(lambda x: seen.append(("frame", x.shape, x.dtype)),
+                  lambda x: seen.append(("audio", x.shape, x.dtype)),
+                  lambda a, v: seen.append(("window", a.shape, v.shape)))
+    assert seen == [("frame", (1, 480, 640, 3), np.uint8), ("audio", (16000,), np.float32),
+                    ("window", (1, 10, 128), (1, 10, 7, 7, 512))]
 
 
 def test_a_gpu_keeps_the_recipe_without_a_probe():
