@@ -35,9 +35,11 @@ When VGG19 runs on the selected frames (`frame_features`, rgb (n, H, W, 3) -> (n
 
 Shedding (live only, `max_lag` set): a selected frame whose VGG19 has not started when the data
 has moved more than `max_lag` seconds past it is not computed; its targets go to the segment's
-previous selected frame (never the first: every segment keeps at least one computed frame). A
-machine that cannot keep up with k thus averages fewer distinct frames per segment instead of
-falling behind and losing picture and sound; `ClosedSegment.shed` counts those targets.
+previous selected frame, or, for the segment's first, to the newest frame already computed (of
+an earlier segment; the stream's first frame is always computed). A machine that cannot keep up
+with k thus averages fewer distinct frames per segment, and one that cannot keep up with a
+single frame holds a recent one, instead of falling behind and losing picture and sound;
+`ClosedSegment.shed` counts those targets.
 """
 
 from __future__ import annotations
@@ -183,12 +185,21 @@ class _Open:
         """Index in `picks` of the oldest selected frame without a feature, or None."""
         return next((j for j, (shot, _) in enumerate(self.picks) if shot.feature is None), None)
 
-    def shed_pick(self, j: int) -> None:
-        """Give pick j's targets to pick j - 1 (an earlier frame of this segment)."""
-        _, n = self.picks.pop(j)
-        shot, m = self.picks[j - 1]
-        self.picks[j - 1] = (shot, m + n)
+    def shed_pick(self, j: int, newest: Shot | None) -> bool:
+        """Give pick j's targets to pick j - 1 (an earlier frame of this segment), or the first
+        pick's to `newest` (the newest frame computed, of an earlier segment); False when there
+        is none."""
+        n = self.picks[j][1]
+        if j > 0:
+            del self.picks[j]
+            shot, m = self.picks[j - 1]
+            self.picks[j - 1] = (shot, m + n)
+        elif newest is not None:
+            self.picks[0] = (newest, n)
+        else:
+            return False
         self.shed += n
+        return True
 
 
 class Segmenter:
@@ -204,6 +215,7 @@ class Segmenter:
         self.av_offset = av_offset
         self.max_lag = max_lag
         self._newest = -math.inf  # stream time of the newest data pushed
+        self._latest: Shot | None = None  # the newest frame with a VGG19 feature
         self.next = 0  # the oldest segment not yet closed
         self._open: dict[int, _Open] = {}
         self._first: Shot | None = None  # the stream's first frame
@@ -246,24 +258,23 @@ class Segmenter:
                 return True
         return False
 
-    def _behind(self, shot: Shot) -> bool:
-        return self.max_lag is not None and self._newest - shot.frame.t > self.max_lag
+    def _shed(self, s: _Open, j: int) -> bool:
+        """Shed pick j of s when it lacks a feature and the data is more than max_lag past it;
+        False: it is to be computed."""
+        shot = s.picks[j][0]
+        behind = self.max_lag is not None and self._newest - shot.frame.t > self.max_lag
+        return shot.feature is None and behind and s.shed_pick(j, self._latest)
 
     def _settle(self, s: _Open, j: int) -> None:
-        """Compute pick j of s, or shed it when it is not the first and the data is past it."""
-        if j > 0 and self._behind(s.picks[j][0]):
-            s.shed_pick(j)
-        else:
+        """Compute pick j of s, or shed it."""
+        if not self._shed(s, j):
             self._compute([s.picks[j][0]])
 
     def _shed_behind(self, s: _Open) -> None:
-        """Shed every pick of s but the first that still lacks a feature and is behind."""
-        j = 1
+        """Shed every pick of s that is behind (at close, before the rest are computed)."""
+        j = 0
         while j < len(s.picks):
-            shot = s.picks[j][0]
-            if shot.feature is None and self._behind(shot):
-                s.shed_pick(j)
-            else:
+            if not (self._shed(s, j) and j > 0):  # a shed pick j > 0 is gone: j is the next
                 j += 1
 
     def _segment(self, i: int) -> _Open:
@@ -273,8 +284,12 @@ class Segmenter:
 
     def _compute(self, shots: Iterable[Shot]) -> None:
         assert self.frame_features is not None
+        shots = list(shots)
         t0 = time.perf_counter()
         n = compute_features(shots, self.frame_features)
+        for shot in shots:
+            if self._latest is None or shot.frame.t > self._latest.frame.t:
+                self._latest = shot
         if n:
             ms = (time.perf_counter() - t0) * 1000
             self.visual_frame_ms.extend([ms / n] * n)

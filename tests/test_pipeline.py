@@ -278,7 +278,7 @@ def test_real_time_replay_with_vgg19_behind_sheds_frames_and_keeps_the_segment_r
 
     live, records = run(False, slow_features)
     assert live.shed > 0  # frames behind the data were shed, not computed late
-    assert all(0 <= r["frames_shed"] <= 7 for r in records)  # each kept at least one frame
+    assert all(0 <= r["frames_shed"] <= 8 for r in records)  # 8: a recent frame held
     fast, records = run(True, fake.frame_features)
     assert fast.shed == 0 and fast.drops == {"video": 0, "audio": 0}  # never shed off-line
 

@@ -132,11 +132,12 @@ def weighted_mean(values: dict[float, int], counts: dict[float, int]) -> float:
     return sum(np.float64(values[t]) * n for t, n in counts.items()) / total
 
 
-def test_frames_behind_the_data_are_shed_to_the_previous_pick_never_the_first():
+def test_frames_behind_the_data_are_shed_to_the_previous_pick_or_the_newest_computed():
     # 25 fps, k = 4: targets 0 .25 .5 .75 -> frames at i + 0, .28, .52, .76. Nothing computed
     # between items (a compute thread that is behind): each segment closes when the frame at
     # i + 1 arrives, so its picks lag the newest data by 1, .72, .48, .24 s. With max_lag 0.5
-    # the .28 pick is shed to the first; .52 and .76 are still computed.
+    # the first two are shed: the first to the newest frame computed (segment i - 1's .76; the
+    # stream's first frame has none, so it is computed), the .28 to the pick before it.
     fps, k = 25.0, 4
     items = video_only(fps, 4.0)
     value = {round(f.t, 6): int(f.rgb[0, 0, 0]) for f in items}
@@ -151,30 +152,30 @@ def test_frames_behind_the_data_are_shed_to_the_previous_pick_never_the_first():
     assert [c.index for c in closed] == [0, 1, 2]
     for c in closed:
         i = c.index
-        expected = weighted_mean(value, {i + 0.0: 2, round(i + 0.52, 6): 1,
+        first = 0.0 if i == 0 else round(i - 1 + 0.76, 6)
+        expected = weighted_mean(value, {first: 2, round(i + 0.52, 6): 1,
                                          round(i + 0.76, 6): 1})
         np.testing.assert_allclose(c.visual, expected, rtol=1e-6)
-        assert c.shed == 1
-    assert len(computed) == 3 * 3  # three computed frames a segment, the shed one never
-    assert value[0.28] not in computed
+        assert c.shed == (1 if i == 0 else 2)
+    assert computed == [value[0.0]] + [value[round(i + d, 6)] for i in range(3)
+                                       for d in (0.52, 0.76)]
 
 
-def test_max_lag_zero_keeps_one_frame_a_segment_and_no_max_lag_sheds_nothing():
+def test_with_nothing_computed_in_time_every_segment_holds_the_streams_first_frame():
     fps, k = 10.0, 4
     items = video_only(fps, 3.0)
-    value = {round(f.t, 6): int(f.rgb[0, 0, 0]) for f in items}
+    first = int(items[0].rgb[0, 0, 0])
     starved = Segmenter(index_features, k, kinds=("video",), max_lag=0.0)
     out = [c for it in items for c in starved.push(it)] + starved.finish()
+    assert [c.shed for c in out] == [k - 1, k, k]
     for c in out:
-        np.testing.assert_allclose(c.visual, value[float(c.index)])  # the first frame only
-        assert c.shed == k - 1
-    unhurried = Segmenter(index_features, k, kinds=("video",))
-    for a, b in zip([c for it in items for c in unhurried.push(it)] + unhurried.finish(),
-                    run_all(Segmenter(None, k, kinds=("video",)), items), strict=True):
+        np.testing.assert_allclose(c.visual, first)
+    unhurried = Segmenter(index_features, k, kinds=("video",))  # no max_lag: nothing shed
+    value = {round(f.t, 6): int(f.rgb[0, 0, 0]) for f in items}
+    for a in [c for it in items for c in unhurried.push(it)] + unhurried.finish():
         assert a.shed == 0
         idx = [round(a.index + j / 10, 6) for j in (0, 3, 5, 8)]  # select_frames at 10 fps
         np.testing.assert_allclose(a.visual, np.mean([value[t] for t in idx]), rtol=1e-6)
-        assert b.visual is None
 
 
 def test_a_frame_computed_in_time_is_never_shed():
