@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+INTERRUPTED = "interrupted"  # the stderr line of a command that Ctrl+C ended
+
 
 class UserError(Exception):
     """A problem the user can fix. The message is one line naming the problem and the fix."""
@@ -20,6 +22,6 @@ def run_cli(main: Callable[[], int | None]) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)

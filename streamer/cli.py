@@ -12,28 +12,28 @@ streamer.app.
 
 from __future__ import annotations
 
-import sys
-
 from model.errors import run_cli
 from streamer.options import parse_args
-from streamer.signals import Stopped, StopSignals
+from streamer.signals import StopSignals, exit_at_signal
 
 
 def main(argv: list[str] | None = None) -> int:
-    with StopSignals() as signals:  # before torch loads: a stop while loading is one line too
-        try:
-            opts = parse_args(argv)
-            from streamer.app import run
+    # entered before torch loads: a stop or Ctrl+C while loading ends the process at once, one line
+    with StopSignals(exit_early=True) as signals:
+        opts = parse_args(argv)
+        from streamer.app import run
 
-            run(opts, signals)
-        except Stopped:
-            print(f"stopped ({signals.name}) before the stream started", file=sys.stderr)
+        run(opts, signals)
     return signals.exit_code or 0
 
 
 def entry_point() -> None:
     """The console script (and main.py): one line and exit 2 for a user error, no traceback."""
-    run_cli(main)
+    try:
+        run_cli(main)
+    except SystemExit as end:  # a signal while the interpreter shuts down keeps this status
+        exit_at_signal(end.code if isinstance(end.code, int) else 1)
+        raise
 
 
 if __name__ == "__main__":
