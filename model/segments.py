@@ -36,10 +36,11 @@ When VGG19 runs on the selected frames (`frame_features`, rgb (n, H, W, 3) -> (n
 Shedding (live only, `max_lag` set): a selected frame whose VGG19 has not started when the data
 has moved more than `max_lag` seconds past it is not computed; its targets go to the segment's
 previous selected frame, or, for the segment's first, to the newest frame already computed (of
-an earlier segment; the stream's first frame is always computed). A machine that cannot keep up
-with k thus averages fewer distinct frames per segment, and one that cannot keep up with a
-single frame holds a recent one, instead of falling behind and losing picture and sound;
-`ClosedSegment.shed` counts those targets.
+an earlier segment; the stream's first frame is always computed). A segment closes with the
+frames computed by then (the rest shed the same way), so closing costs at most one VGG19 frame,
+its first, when none was. A machine that cannot keep up with k thus averages fewer distinct
+frames per segment, and one that cannot keep up with a single frame holds a recent one, instead
+of falling behind and losing picture and sound; `ClosedSegment.shed` counts those targets.
 """
 
 from __future__ import annotations
@@ -266,15 +267,21 @@ class Segmenter:
         return shot.feature is None and behind and s.shed_pick(j, self._latest)
 
     def _settle(self, s: _Open, j: int) -> None:
-        """Compute pick j of s, or shed it."""
+        """Compute pick j of s (if it lacks a feature), or shed it."""
         if not self._shed(s, j):
             self._compute([s.picks[j][0]])
 
-    def _shed_behind(self, s: _Open) -> None:
-        """Shed every pick of s that is behind (at close, before the rest are computed)."""
-        j = 0
+    def _settle_at_close(self, s: _Open) -> None:
+        """Live: a segment closes with the frames computed so far (the others shed to the pick
+        before them), so closing costs at most one VGG19 frame: its first, when none was
+        computed and the data is not max_lag past it (else it holds the newest computed)."""
+        if s.picks:
+            self._settle(s, 0)
+        j = 1
         while j < len(s.picks):
-            if not (self._shed(s, j) and j > 0):  # a shed pick j > 0 is gone: j is the next
+            if s.picks[j][0].feature is None:
+                s.shed_pick(j, None)
+            else:
                 j += 1
 
     def _segment(self, i: int) -> _Open:
@@ -394,7 +401,8 @@ class Segmenter:
         t0 = time.perf_counter()
         visual = None
         if self.frame_features is not None:
-            self._shed_behind(s)
+            if self.max_lag is not None:
+                self._settle_at_close(s)
             self._compute(shot for shot, _ in s.picks)
             visual = mean_feature(tuple(s.picks))
         visual_ms = (time.perf_counter() - t0) * 1000

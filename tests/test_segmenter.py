@@ -132,14 +132,10 @@ def weighted_mean(values: dict[float, int], counts: dict[float, int]) -> float:
     return sum(np.float64(values[t]) * n for t, n in counts.items()) / total
 
 
-def test_frames_behind_the_data_are_shed_to_the_previous_pick_or_the_newest_computed():
-    # 25 fps, k = 4: targets 0 .25 .5 .75 -> frames at i + 0, .28, .52, .76. Nothing computed
-    # between items (a compute thread that is behind): each segment closes when the frame at
-    # i + 1 arrives, so its picks lag the newest data by 1, .72, .48, .24 s. With max_lag 0.5
-    # the first two are shed: the first to the newest frame computed (segment i - 1's .76; the
-    # stream's first frame has none, so it is computed), the .28 to the pick before it.
+def test_a_live_segment_closes_with_the_frames_computed_and_a_late_first_holds_the_newest():
+    # 25 fps, k = 4: targets 0 .25 .5 .75 -> frames at i + 0, .28, .52, .76; max_lag 0.5
     fps, k = 25.0, 4
-    items = video_only(fps, 4.0)
+    items = video_only(fps, 3.0)
     value = {round(f.t, 6): int(f.rgb[0, 0, 0]) for f in items}
     computed = []
 
@@ -148,17 +144,28 @@ def test_frames_behind_the_data_are_shed_to_the_previous_pick_or_the_newest_comp
         return index_features(rgb)
 
     seg = Segmenter(features, k, kinds=("video",), max_lag=0.5)
-    closed = [c for it in items for c in seg.push(it)]
-    assert [c.index for c in closed] == [0, 1, 2]
-    for c in closed:
-        i = c.index
-        first = 0.0 if i == 0 else round(i - 1 + 0.76, 6)
-        expected = weighted_mean(value, {first: 2, round(i + 0.52, 6): 1,
-                                         round(i + 0.76, 6): 1})
-        np.testing.assert_allclose(c.visual, expected, rtol=1e-6)
-        assert c.shed == (1 if i == 0 else 2)
-    assert computed == [value[0.0]] + [value[round(i + d, 6)] for i in range(3)
-                                       for d in (0.52, 0.76)]
+    closed = []
+
+    def push(lo, hi, keep_up):
+        for f in items[round(lo * fps):round(hi * fps)]:
+            closed.extend(seg.push(f))
+            while keep_up and seg.compute_next():
+                pass
+
+    push(0.0, 0.56, keep_up=True)  # 0, .28, .52 computed in time
+    push(0.56, 1.04, keep_up=False)  # .76 not yet when 1.0 closes segment 0: shed to .52
+    assert [c.index for c in closed] == [0] and closed[0].shed == 1
+    np.testing.assert_allclose(closed[0].visual, weighted_mean(
+        value, {0.0: 1, 0.28: 1, 0.52: 2}), rtol=1e-6)
+    assert value[0.76] not in computed and value[1.0] not in computed
+    push(1.04, 1.64, keep_up=False)  # 1.0 is now .6 s behind: it holds the newest computed
+    while seg.compute_next():
+        pass
+    push(1.64, 2.04, keep_up=True)
+    assert [c.index for c in closed] == [0, 1] and closed[1].shed == 1
+    np.testing.assert_allclose(closed[1].visual, weighted_mean(
+        value, {0.52: 1, 1.28: 1, 1.52: 1, 1.76: 1}), rtol=1e-6)
+    assert value[1.0] not in computed
 
 
 def test_with_nothing_computed_in_time_every_segment_holds_the_streams_first_frame():
