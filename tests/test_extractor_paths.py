@@ -308,3 +308,38 @@ def test_frames_for_realtime_refuses_unmeasured_costs():
         frames_for_realtime(-1.0, 10.0)
     with pytest.raises(ValueError, match="segment_ms"):
         frames_for_realtime(10.0, float("nan"))
+
+
+SWALLOWED_INTERRUPT = """
+import signal, sys
+sys.path.insert(0, "tests")
+from test_extractor_paths import AVX2, CANDIDATES, FakeTimer, probe_input, tiny_vgg
+from model.extractors.paths import BuildEnv, ChoiceCache, PathSpec, choose
+
+def converter(net, shape, env):  # as OpenVINO's converter does with an exception in a callback
+    try:
+        signal.raise_signal(signal.SIGINT)
+        raise AssertionError("no Ctrl+C")
+    except KeyboardInterrupt:
+        raise RuntimeError("Check 'false' failed at src/frontends/common/src/frontend.cpp:53")
+
+try:
+    choose("vgg19", tiny_vgg(), probe_input(), identity="tiny", env=BuildEnv(1), info=AVX2,
+           paths={**CANDIDATES, "converter": PathSpec("swallows Ctrl+C", converter)},
+           timer=FakeTimer(), cache=ChoiceCache(sys.argv[1], "machine-a"))
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_swallowed_by_a_converter_stops_the_probe_and_caches_no_refusal(tmp_path):
+    # in a child process: the test process is never signalled
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    child = subprocess.run([sys.executable, "-c", SWALLOWED_INTERRUPT, str(tmp_path)], cwd=root,
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == 130, child.stderr
+    assert not (tmp_path / paths.CACHE_FILE).exists()  # no "failed" verdict kept for next time

@@ -25,11 +25,13 @@ import copy
 import importlib.util
 import json
 import os
+import signal
 import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -294,6 +296,31 @@ def interleaved_ms(runners: Mapping[str, Runner], x: np.ndarray,
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+@contextmanager
+def noting_interrupts() -> Iterator[list[int]]:
+    """The Ctrl+C signals that arrive meanwhile (in the main thread; the handler before it still
+    runs). A converter that calls back into Python turns the KeyboardInterrupt raised there into
+    its own error (OpenVINO does); the list tells such a failure from a real one."""
+    seen: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def note(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def probe_paths(network: str, net: nn.Module, probe: np.ndarray, env: BuildEnv, info: CpuInfo,
                 paths: Mapping[str, PathSpec], timer: Timer = interleaved_ms
                 ) -> tuple[NetChoice, dict[str, Runner]]:
@@ -309,12 +336,15 @@ def probe_paths(network: str, net: nn.Module, probe: np.ndarray, env: BuildEnv, 
         if (why := skip_reason(spec, info)) is not None:
             verdicts[name] = Verdict(name, refused=why, skipped=True)
             continue
-        try:
-            run = spec.build(net, shape, env)
-            cos = min_cosine(expected, run(probe))
-        except Exception as e:  # a runtime that cannot take this network is refused, not fatal
-            verdicts[name] = Verdict(name, refused=f"failed: {str(e).splitlines()[0][:120]}")
-            continue
+        with noting_interrupts() as interrupts:
+            try:
+                run = spec.build(net, shape, env)
+                cos = min_cosine(expected, run(probe))
+            except Exception as e:  # a runtime that cannot take this network is refused
+                if interrupts:  # Ctrl+C, swallowed: not a verdict to keep
+                    raise KeyboardInterrupt from None
+                verdicts[name] = Verdict(name, refused=f"failed: {str(e).splitlines()[0][:120]}")
+                continue
         if not cos >= COSINE_FLOOR:  # NaN fails too
             verdicts[name] = Verdict(name, cos, refused=f"cosine {cos:.6f} < {COSINE_FLOOR}")
             continue
