@@ -50,6 +50,7 @@ from model.extractors.audio import AudioExtractor
 from model.extractors.cpu import CpuInfo, cpu_info, library_versions
 from model.extractors.paths import (
     COSINE_FLOOR,
+    MIN_LABEL_AGREEMENT,
     PATHS,
     REFERENCE,
     BuildEnv,
@@ -66,7 +67,6 @@ from model.limits import check_range
 from model.recipe import FeatureRecipe
 from streamer.runtime import check_recipe, random_seed
 
-MIN_LABEL_AGREEMENT = 99.5  # % of segment labels equal to fp32's on a faithful path
 VISUAL_INPUT = (3, vgg19.IMAGE_SIZE, vgg19.IMAGE_SIZE)  # one preprocessed frame
 AUDIO_INPUT = (1, EXAMPLE_FRAMES, NUM_BANDS)  # one log-mel example
 

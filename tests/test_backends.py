@@ -36,13 +36,14 @@ from model.backends.cache import code_digest, file_sha256, weights_digest
 from model.backends.export import RNN_OPS, TRT_CONVERTIBLE_OPS, graph_ops
 from model.config import JCAConfig
 from model.errors import UserError
+from model.extractors.paths import MIN_LABEL_AGREEMENT
 from model.extractors.vgg19 import VGG19
 from model.network import JCANet
 from model.synthetic import make_dataset
 
 SMALL = dict(num_classes=5, hidden=8, embed=16, attn_hidden=8, attn_dim=7, layers=1,
              joint_hidden=8, joint_embed=16, mlp_hidden=8)
-MIN_AGREEMENT = 99.5  # % of segment labels equal to eager fp32
+MIN_AGREEMENT = MIN_LABEL_AGREEMENT  # % of segment labels equal to eager fp32
 HAS_TRT = torch.cuda.is_available() and probe.tensorrt_version() is not None
 
 

@@ -46,6 +46,8 @@ from model.files import atomic_write_text
 
 REFERENCE = "fp32"
 COSINE_FLOOR = 0.9999  # min over the probe items of cos(candidate, fp32)
+MIN_LABEL_AGREEMENT = 99.5  # % of a trained model's segment labels equal to fp32's: a faithful
+# extractor path (benchmarks.extractor_labels) or window backend (tests/test_backends.py)
 MIN_SPEEDUP = 1.1  # a candidate replaces fp32 only if this much faster (else: timing noise)
 TIMING_ROUNDS = 5  # medians over this many interleaved rounds: the dev machine is shared
 PROBE_ITEMS = 3
