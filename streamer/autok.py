@@ -78,8 +78,8 @@ def measure_costs(frame_features: Callable[[np.ndarray], object],
 def warm_up(frame_features: Callable[[np.ndarray], object],
             audio_features: Callable[[np.ndarray], object],
             window: Callable[[np.ndarray, np.ndarray], object]) -> None:
-    """One call of each stage before the stream starts, so the first live segment does not pay
-    for their first-call set-up (the probe does this when it runs)."""
+    """One call of each stage before a real-time stream starts, so its first segment does not
+    pay for their first-call set-up (the probe does this when it runs)."""
     picture, samples, audio, visual = probe_inputs()
     frame_features(picture)
     audio_features(samples)

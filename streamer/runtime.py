@@ -149,7 +149,8 @@ def load_runtime(opts: AppOptions) -> Runtime:
     else:
         why = "--frames-per-segment" if opts.frames_per_segment else "the recipe on a GPU"
         frames = autok.explicit_frames(k, why)
-        autok.warm_up(visual.frame_features, audio, backend)
+        if not opts.fast:  # a stream at the clock's pace: its first segment must not wait
+            autok.warm_up(visual.frame_features, audio, backend)
     say(frames.reason)
     if model.recipe is not None:
         for note in check_recipe(model.recipe, live_recipe, model.name):

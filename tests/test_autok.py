@@ -103,9 +103,10 @@ def test_frames_flag_takes_a_number_or_auto():
 
 
 def synthetic(tmp_path, **kw) -> AppOptions:
-    return AppOptions(source="synthetic", random_weights=True, device="cpu", fast=True,
-                      duration=2.0, backend="eager", log=str(tmp_path / "log.jsonl"),
-                      events=None, headless=True, **kw)
+    return AppOptions(**{"source": "synthetic", "random_weights": True, "device": "cpu",
+                         "fast": True, "duration": 2.0, "backend": "eager",
+                         "log": str(tmp_path / "log.jsonl"), "events": None, "headless": True,
+                         **kw})
 
 
 def records(tmp_path) -> list[dict]:
@@ -138,7 +139,9 @@ def test_explicit_k_wins_without_a_probe(tmp_path, monkeypatch, capsys):
     run(synthetic(tmp_path, frames_per_segment=2))
     assert all(r["frames_per_segment"] == 2 for r in records(tmp_path))
     assert "2 frames per segment (--frames-per-segment)" in capsys.readouterr().err
-    assert warmed == [3]  # each stage called once before the stream, as the probe would
+    assert warmed == []  # --fast: nothing waits on the clock
+    run(synthetic(tmp_path, frames_per_segment=2, fast=False, duration=1.0))
+    assert warmed == [3]  # real time: each stage called once before the stream
 
 
 def test_warm_up_calls_each_stage_once_with_the_live_shapes():
