@@ -11,7 +11,7 @@ import av
 import h5py
 import numpy as np
 import pytest
-import torch
+from stream_fakes import TinyVisualNet
 
 from model import extract
 from model.annotations import AnnotatedEvent, read_annotations, segment_labels
@@ -61,22 +61,6 @@ def make_clip(path, seconds, fps=10, rate=16000, channels=1, audio=True, video=T
             for p in st.encode(None):
                 c.mux(p)
     return path
-
-
-class TinyVisualNet(torch.nn.Module):
-    """Stands in for VGG19 where only the extraction logic is under test: (B, 3, 224, 224) ->
-    (B, 512, 7, 7) like pool5, at a tiny fraction of the cost."""
-
-    widths = (512,)
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.pool = torch.nn.AvgPool2d(32)
-        self.mix = torch.nn.Conv2d(3, 512, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.mix(self.pool(x)))  # (B, 512, 7, 7)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from stream_fakes import tiny_model
+from stream_fakes import TinyVisualNet, tiny_model
 from test_extractor_paths import AVX2, CANDIDATES, fp32_scaled
 
 from benchmarks import extractor_labels as el
@@ -35,26 +35,11 @@ RECIPE = FeatureRecipe.ave(visual_weights="random:seed=0", audio_weights="random
                            frames_per_segment=1)
 
 
-class TinyPool5(torch.nn.Module):
-    """Stands in for VGG19: (B, 3, 224, 224) -> (B, 512, 7, 7) like pool5, at a tiny cost."""
-
-    widths = (512,)
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.pool = torch.nn.AvgPool2d(32)
-        self.mix = torch.nn.Conv2d(3, 512, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.mix(self.pool(x)))
-
-
 def tiny_extractors(recipe: FeatureRecipe) -> Extractors:
     """The reference extractors on small networks (fp32, eager)."""
     anet = vggish.VGGish(SMALL_VGGISH, hidden=32)
     anet.init_random(1)
-    return Extractors(VisualExtractor(TinyPool5(), recipe.visual_preprocess),
+    return Extractors(VisualExtractor(TinyVisualNet(), recipe.visual_preprocess),
                       AudioExtractor(anet, recipe.audio_postprocess), recipe)
 
 
