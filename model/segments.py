@@ -251,10 +251,11 @@ class Segmenter:
     def compute_next(self) -> bool:
         """VGG19 on the oldest selected frame still without a feature (or shed it, see the
         module doc); False when there is none."""
+        if self.frame_features is None:
+            return False
         for i in sorted(self._open):
             s = self._open[i]
-            j = s.uncomputed()
-            if j is not None and self.frame_features is not None:
+            if (j := s.uncomputed()) is not None:
                 self._settle(s, j)
                 return True
         return False
