@@ -2,8 +2,29 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch
+
+# Every cache the product or its libraries keep lives in one folder of this run, never under HOME
+# and never one a previous run (or another checkout) left: set before any test module imports
+# matplotlib or the product. test_hermetic.py checks that a CLI run under these writes nothing
+# under HOME.
+CACHE_ROOT = Path(tempfile.mkdtemp(prefix="jca-live-tests-"))
+HERMETIC_ENV = {
+    "JCA_LIVE_CACHE": str(CACHE_ROOT / "jca-live"),  # extractor paths, probe costs, OpenVINO IR
+    "JCA_LIVE_ENGINES": str(CACHE_ROOT / "engines"),  # window backends
+    "JCA_LIVE_WEIGHTS": str(CACHE_ROOT / "weights"),
+    "MPLCONFIGDIR": str(CACHE_ROOT / "matplotlib"),
+    "XDG_CACHE_HOME": str(CACHE_ROOT / "xdg-cache"),  # fontconfig and other XDG users
+}
+os.environ.update(HERMETIC_ENV)
+atexit.register(shutil.rmtree, CACHE_ROOT, ignore_errors=True)
 
 SUMMARY_LINES: list[str] = []  # what tests report at the end of the run (summary_lines)
 

@@ -27,6 +27,7 @@ import json
 import os
 import signal
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -108,11 +109,23 @@ def _reference(net: nn.Module, shape: tuple[int, ...], env: BuildEnv) -> Runner:
     return eager_runner(prepare(net, opts), opts)
 
 
+def import_openvino() -> Any:
+    """openvino with its usage telemetry off. Its model converter otherwise opts the user in
+    unasked, writes ~/intel and posts to an analytics service from the site; blocking the
+    telemetry package makes OpenVINO take its own stub, as it does where that package is not
+    installed."""
+    if "openvino.tools.ovc" not in sys.modules:
+        sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
+    import openvino as ov
+
+    return ov
+
+
 def openvino_model(net: nn.Module, shape: tuple[int, ...], env: BuildEnv) -> Any:
     """The network as an OpenVINO model with a free batch axis (fp32 weights). With
     `env.engines` it is kept there as IR (.xml + .bin) named by a digest of its weights, shape
     and the torch and OpenVINO versions: converted once, read back at later starts."""
-    import openvino as ov
+    ov = import_openvino()
 
     path = None
     if env.engines is not None:
@@ -138,8 +151,7 @@ def openvino_model(net: nn.Module, shape: tuple[int, ...], env: BuildEnv) -> Any
 
 def _openvino(precision: str) -> Build:
     def build(net: nn.Module, shape: tuple[int, ...], env: BuildEnv) -> Runner:
-        import openvino as ov
-
+        ov = import_openvino()
         compiled = ov.Core().compile_model(openvino_model(net, shape, env), "CPU", {
             "INFERENCE_NUM_THREADS": env.threads, "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": precision})
