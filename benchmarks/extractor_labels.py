@@ -48,13 +48,16 @@ from model.extract import failure, find_video, plan
 from model.extractors import Extractors, build_extractors, vgg19
 from model.extractors.audio import AudioExtractor
 from model.extractors.cpu import CpuInfo, cpu_info, library_versions
+from model.extractors.factory import calibration_inputs
 from model.extractors.paths import (
     COSINE_FLOOR,
+    INT8_COSINE_FLOOR,
     MIN_LABEL_AGREEMENT,
     PATHS,
     REFERENCE,
     BuildEnv,
     PathSpec,
+    cosine_floor,
     min_cosine,
     skip_reason,
 )
@@ -180,9 +183,10 @@ class PathResult:
         """The bars this path misses (none: it passes)."""
         if self.not_run is not None or self.agreement is None:
             return ["not measured"]
-        out = [f"{what} cosine < {COSINE_FLOOR}"
+        floor = cosine_floor(self.path)
+        out = [f"{what} cosine < {floor}"
                for what, cos in (("pool5", self.visual_cosine), ("embedding", self.audio_cosine))
-               if not (cos is not None and cos >= COSINE_FLOOR)]  # NaN misses too
+               if not (cos is not None and cos >= floor)]  # NaN misses too
         if self.agreement < MIN_LABEL_AGREEMENT:
             out.append(f"labels < {MIN_LABEL_AGREEMENT}%")
         return out
@@ -265,8 +269,9 @@ def markdown(report: Report, title: str, machine: str) -> str:
         lines.append(f"| {r.path} | {cosine_cell(r.visual_cosine)} | "
                      f"{cosine_cell(r.audio_cosine)} | {r.agreement:.2f}% ({r.equal}/"
                      f"{r.segments}) | {passes} |")
-    lines += ["", f"Passes: both min cosines >= {COSINE_FLOOR} (over every segment) and labels "
-              f"equal on >= {MIN_LABEL_AGREEMENT}% of segments."]
+    lines += ["", f"Passes: both min cosines >= the path's gate floor ({COSINE_FLOOR}; int8 "
+              f"{INT8_COSINE_FLOOR}) over every segment and labels equal on >= "
+              f"{MIN_LABEL_AGREEMENT}% of segments."]
     lines += [f"Left out: {clip} ({why})" for clip, why in report.skipped.items()]
     return "\n".join(lines)
 
@@ -305,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     if not clips:
         raise UserError(f"none of the annotated files is in {args.videos} (e.g. "
                         f"{next(iter(missing), '')}): check --videos and --annotations")
-    env = BuildEnv(torch.get_num_threads())
+    env = BuildEnv(torch.get_num_threads(),
+                   calibration=calibration_inputs(model.recipe.visual_preprocess))
     k = reference.recipe.frames_per_segment
     print(f"{len(specs)} extractor paths against fp32 on {len(clips)} clips, {k} frames per "
           f"segment; CPU {info.short()}", file=sys.stderr, flush=True)

@@ -38,10 +38,10 @@ import torch.nn as nn
 from model.extractors import vgg19, vggish
 from model.extractors.cpu import cpu_info, library_versions
 from model.extractors.paths import (
-    COSINE_FLOOR,
     PATHS,
     BuildEnv,
     Verdict,
+    cosine_floor,
     min_cosine,
     pick,
     probe_rgb,
@@ -162,7 +162,7 @@ def main() -> None:
                       "onnxruntime": onnxruntime, "int8-onnxruntime": int8_onnxruntime(calibration)}
             for n_threads in threads:
                 torch.set_num_threads(n_threads)
-                env = BuildEnv(n_threads, Path(tmp))
+                env = BuildEnv(n_threads, Path(tmp), {net_name: calibration})
                 runners, cosines, build_s, failed = {}, {}, {}, {}
                 expected = builds["fp32"](net, x.shape[1:], env)(probe)
                 for name in names:
@@ -191,7 +191,7 @@ def main() -> None:
                     base = statistics.median(t for t, _ in times[("fp32", b)]) \
                         if ("fp32", b) in times else float("nan")
                     cos = cosines[name]
-                    gate = "pass" if cos >= COSINE_FLOOR else "refused"
+                    gate = "pass" if cos >= cosine_floor(name) else "refused"
                     spec = PATHS.get(name)
                     tried = (skip_reason(spec, info) or "tried") if spec else "benchmark only"
                     rows.append((net_name, name, n_threads, b, f"{wall:.1f}", f"{1e3 / wall:.2f}",

@@ -4,6 +4,7 @@ cache, the extractors built on a chosen path, and the frames-per-segment rule.""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -96,6 +97,10 @@ def test_pick_the_fastest_faithful_that_beats_fp32_clearly():
 def test_skip_rule_follows_the_cpu():
     assert "emulated" in skip_reason(PATHS["bf16"], AVX2)
     assert skip_reason(PATHS["bf16"], AMX) is None
+    int8 = replace(PATHS["openvino-int8"], missing=lambda: None)  # whether or not installed
+    assert "no int8 dot-product" in skip_reason(int8, AVX2)
+    assert skip_reason(int8, AMX) is None
+    assert skip_reason(int8, replace(AVX2, flags=(*AVX2.flags, "avx_vnni"))) is None
     assert skip_reason(PATHS["fp32"], AVX2) is None
     missing = PathSpec("needs a library", PATHS["fp32"].build, lambda: "x is not installed")
     assert skip_reason(missing, AMX) == "x is not installed"
@@ -217,16 +222,48 @@ def test_every_runner_keeps_the_features_at_any_batch(name, tmp_path):
     vnet = tiny_vgg()
     anet = vggish.VGGish(SMALL_VGGISH, hidden=32)
     anet.init_random(1)
-    env = BuildEnv(1, tmp_path)
     rng = np.random.default_rng(0)
+    env = BuildEnv(1, tmp_path, tiny_calibration())
     for net, x in ((vnet, probe_input(3)),
                    (anet.eval(), rng.normal(size=(3, 1, 96, 64)).astype(np.float32))):
         want = PATHS["fp32"].build(net, x.shape[1:], env)(x)
         run = PATHS[name].build(net, x.shape[1:], env)
         got = np.concatenate([run(x[:1]), run(x[1:])])  # batch 1 then 2: the batch axis is free
         assert got.dtype == np.float32 and got.shape == want.shape
-        floor = 0.999 if "bf16" in name else 1 - 1e-9  # tiny nets in bf16 are coarser
+        # tiny random nets in bf16 or int8 are coarser than the real ones the gate sees
+        floor = 0.99 if "int8" in name else 0.999 if "bf16" in name else 1 - 1e-9
         assert min_cosine(want, got) > floor
+
+
+def tiny_calibration() -> dict[str, np.ndarray]:
+    """Calibration inputs of the tiny networks, other than the ones they are checked on."""
+    rng = np.random.default_rng(7)
+    return {"vgg19": vgg19.normalize(paths.probe_rgb(8, size=32, seed=7), "ave"),
+            "vggish": rng.normal(size=(8, 1, 96, 64)).astype(np.float32)}
+
+
+def test_int8_path_is_calibrated_kept_and_quiet(tmp_path, capfd):
+    pytest.importorskip("nncf")
+    pytest.importorskip("openvino")
+    net, x = tiny_vgg(), probe_input(3)
+    with pytest.raises(ValueError, match="no calibration inputs"):
+        PATHS["openvino-int8"].build(net, x.shape[1:], BuildEnv(1, tmp_path))
+    env = BuildEnv(1, tmp_path, tiny_calibration())
+    want = PATHS["fp32"].build(net, x.shape[1:], env)(x)
+    paths.openvino_model(net, x.shape[1:], env)
+    fp32_ir = {p.name for p in tmp_path.iterdir()}
+    run = PATHS["openvino-int8"].build(net, x.shape[1:], env)
+    int8_ir = {p.name for p in tmp_path.iterdir()} - fp32_ir
+    assert sorted(p.rsplit(".", 1)[1] for p in int8_ir) == ["bin", "xml"]  # its own model
+    assert not capfd.readouterr().out  # no progress bar on stdout (headless runs keep it JSON)
+    got = run(x)
+    assert 0.99 < min_cosine(want, got) < 1 - 1e-6  # rounded, not the fp32 model
+    again = PATHS["openvino-int8"].build(net, x.shape[1:], env)  # read back, not quantized anew
+    assert {p.name for p in tmp_path.iterdir()} == fp32_ir | int8_ir
+    np.testing.assert_array_equal(again(x), got)
+    recalibrated = BuildEnv(1, tmp_path, {"vgg19": tiny_calibration()["vgg19"][:4]})
+    PATHS["openvino-int8"].build(net, x.shape[1:], recalibrated)
+    assert len({p.name for p in tmp_path.iterdir()} - fp32_ir - int8_ir) == 2  # new ranges
 
 
 def test_openvino_models_are_kept_by_weights(tmp_path):

@@ -23,8 +23,9 @@ CPUINFO = Path("/proc/cpuinfo")
 FLAGS_THAT_MATTER = ("avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512_vnni",
                      "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # int8 dot products in one instruction
 # libraries whose version changes the speed or the numbers of a path
-LIBRARIES = ("torch", "openvino")
+LIBRARIES = ("torch", "openvino", "nncf")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,10 @@ class CpuInfo:
     @property
     def native_bf16(self) -> bool:
         return any(f in self.flags for f in NATIVE_BF16_FLAGS)
+
+    @property
+    def int8_dot(self) -> bool:
+        return any(f in self.flags for f in INT8_DOT_FLAGS)
 
     def short(self) -> str:
         return f"{self.model}, {self.torch_capability}, " + (

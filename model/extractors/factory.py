@@ -140,6 +140,22 @@ def build_extractors(weights_dir: str | Path | None = None, random_weights: bool
         replace(recipe, visual_path=choice.visual.path, audio_path=choice.audio.path), choice)
 
 
+def network_inputs(visual_preprocess: str, n: int = paths.PROBE_ITEMS, seed: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Generated network inputs: n frames (n, 3, 224, 224) as `visual_preprocess` makes them and
+    n log-mel examples (n, 1, 96, 64); seed 0 is the gate's probe set."""
+    frames = vgg19.preprocess(paths.probe_rgb(n, seed=seed), visual_preprocess)
+    examples = np.stack([segment_example(s) for s in paths.probe_segments(n, seed=seed)])[:, None]
+    return frames, examples
+
+
+def calibration_inputs(visual_preprocess: str) -> dict[str, np.ndarray]:
+    """What the int8 paths are calibrated on: generated inputs other than the probe set."""
+    frames, examples = network_inputs(visual_preprocess, paths.CALIBRATION_ITEMS,
+                                      paths.CALIBRATION_SEED)
+    return {"vgg19": frames, "vggish": examples}
+
+
 def _choose_paths(vnet: vgg19.VGG19, anet: vggish.VGGish, visual_preprocess: str, vid: str,
                   aid: str, opts: RunOptions,
                   directory: str | Path | None) -> tuple[PathChoice, Runner, Runner]:
@@ -148,10 +164,10 @@ def _choose_paths(vnet: vgg19.VGG19, anet: vggish.VGGish, visual_preprocess: str
 
     info = cpu_info()
     root = paths.cache_dir(directory)
-    env = paths.BuildEnv(opts.threads or torch.get_num_threads(), root / "extractors")
+    env = paths.BuildEnv(opts.threads or torch.get_num_threads(), root / "extractors",
+                         calibration_inputs(visual_preprocess))
     cache = paths.ChoiceCache(root, machine_key(info))
-    frames = vgg19.preprocess(paths.probe_rgb(), visual_preprocess)  # (n, 3, 224, 224)
-    examples = np.stack([segment_example(s) for s in paths.probe_segments()])[:, None]
+    frames, examples = network_inputs(visual_preprocess)
     visual, vrun = paths.choose("vgg19", vnet, frames, identity=vid, env=env,
                                 cache=cache, info=info)
     audio, arun = paths.choose("vggish", anet, examples, identity=aid, env=env,

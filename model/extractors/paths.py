@@ -11,19 +11,27 @@ Paths (PATHS, tried in that order):
   bf16          the whole network cast to bf16 once (autocast re-casts every call), channels_last
   openvino      OpenVINO fp32 (optional: `pip install openvino`), converted from the network
   openvino-bf16 OpenVINO with bf16 inference
+  openvino-int8 OpenVINO int8: NNCF post-training quantization, calibrated on generated inputs
+                other than the probe set (optional: `pip install nncf`; CPUs with int8 dot
+                products only: VNNI or AMX), gated at INT8_COSINE_FLOOR
   compile-fp32, compile-bf16   torch.compile with freezing (rebuilt at every start)
-The gate: a candidate's output on a fixed probe set against fp32's; cosine >= COSINE_FLOOR for
-every item or the candidate is refused. The choice: the fastest faithful candidate at batch 1
-(interleaved rounds, median), if it beats fp32 by MIN_SPEEDUP. Which candidates `choose` tries
-on this CPU is `skip_reason`'s rule (bf16 only where the CPU has it in hardware, and torch.compile
-only where a measured gain pays for its build at every start; benchmarks/RESULTS.md).
+The gate: a candidate's output on a fixed probe set against fp32's; cosine >= its floor
+(COSINE_FLOOR, int8 INT8_COSINE_FLOOR) for every item or the candidate is refused. The choice:
+the fastest faithful candidate at batch 1 (interleaved rounds, median), if it beats fp32 by
+MIN_SPEEDUP. Which candidates `choose` tries on this CPU is `skip_reason`'s rule (bf16 only where
+the CPU has it in hardware, int8 only with int8 dot products, and torch.compile only where a
+measured gain pays for its build at every start; benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
 import importlib.util
+import io
 import json
+import logging
 import os
 import signal
 import statistics
@@ -32,8 +40,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +54,11 @@ from model.files import atomic_write_text
 
 REFERENCE = "fp32"
 COSINE_FLOOR = 0.9999  # min over the probe items of cos(candidate, fp32)
+# int8 rounds every activation: its floor is the cosine at which a trained model's labels still
+# agree with fp32's on MIN_LABEL_AGREEMENT % of segments (benchmarks.extractor_labels, RESULTS.md)
+INT8_COSINE_FLOOR = 0.999
+CALIBRATION_ITEMS = 16  # generated inputs the int8 quantization is calibrated on
+CALIBRATION_SEED = 1  # not the probe set's seed: the gate checks on inputs it was not fitted to
 MIN_LABEL_AGREEMENT = 99.5  # % of a trained model's segment labels equal to fp32's: a faithful
 # extractor path (benchmarks.extractor_labels) or window backend (tests/test_backends.py)
 MIN_SPEEDUP = 1.1  # a candidate replaces fp32 only if this much faster (else: timing noise)
@@ -64,6 +76,8 @@ CACHE_VERSION = 2
 class BuildEnv:
     threads: int  # intra-op threads of the runtimes that keep their own pool
     engines: Path | None = None  # where exported programs are kept between starts (None: not)
+    # network inputs an int8 path is calibrated on, by network ("vgg19", "vggish")
+    calibration: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 Build = Callable[[nn.Module, tuple[int, ...], BuildEnv], Runner]  # fp32 net, input shape (C, H, W)
@@ -71,10 +85,11 @@ Build = Callable[[nn.Module, tuple[int, ...], BuildEnv], Runner]  # fp32 net, in
 
 # ---- the paths --------------------------------------------------------------------------------
 
-def _module_missing(name: str) -> Callable[[], str | None]:
+def _modules_missing(*names: str) -> Callable[[], str | None]:
     def missing() -> str | None:
-        if importlib.util.find_spec(name) is None:
-            return f"{name} is not installed (pip install {name})"
+        for name in names:
+            if importlib.util.find_spec(name) is None:
+                return f"{name} is not installed (pip install {name})"
         return None
 
     return missing
@@ -121,38 +136,68 @@ def import_openvino() -> Any:
     return ov
 
 
-def openvino_model(net: nn.Module, shape: tuple[int, ...], env: BuildEnv) -> Any:
-    """The network as an OpenVINO model with a free batch axis (fp32 weights). With
-    `env.engines` it is kept there as IR (.xml + .bin) named by a digest of its weights, shape
-    and the torch and OpenVINO versions: converted once, read back at later starts."""
+def cached_ir(net: nn.Module, shape: tuple[int, ...], env: BuildEnv, make: Callable[[], Any],
+              **tags: str) -> Any:
+    """The OpenVINO model `make()` gives, kept in `env.engines` as IR (.xml + .bin) named by a
+    digest of the network's weights, the shape, the torch and OpenVINO versions and `tags`:
+    made once, read back at later starts."""
     ov = import_openvino()
+    if env.engines is None:
+        return make()
+    from model.backends.cache import weights_digest
 
-    path = None
-    if env.engines is not None:
-        from model.backends.cache import weights_digest
-
-        digest = weights_digest(net, {"shape": shape, "torch": torch.__version__,
-                                      "openvino": ov.__version__})
-        path = env.engines / f"{type(net).__name__.lower()}-{digest[:16]}.xml"
-        if path.is_file() and path.with_suffix(".bin").is_file():
-            return ov.Core().read_model(path)
-    batch = torch.export.Dim("n", min=1, max=MAX_BATCH)
-    program = torch.export.export(net.eval(), (torch.zeros(2, *shape),),
-                                  dynamic_shapes=({0: batch},))
-    model = ov.convert_model(program)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:  # the .xml lands last
-            ov.save_model(model, Path(tmp) / path.name, compress_to_fp16=False)
-            os.replace(Path(tmp) / path.with_suffix(".bin").name, path.with_suffix(".bin"))
-            os.replace(Path(tmp) / path.name, path)
+    digest = weights_digest(net, {"shape": shape, "torch": torch.__version__,
+                                  "openvino": ov.__version__, **tags})
+    path = env.engines / f"{type(net).__name__.lower()}-{digest[:16]}.xml"
+    if path.is_file() and path.with_suffix(".bin").is_file():
+        return ov.Core().read_model(path)
+    model = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:  # the .xml lands last
+        ov.save_model(model, Path(tmp) / path.name, compress_to_fp16=False)
+        os.replace(Path(tmp) / path.with_suffix(".bin").name, path.with_suffix(".bin"))
+        os.replace(Path(tmp) / path.name, path)
     return model
 
 
-def _openvino(precision: str) -> Build:
+def openvino_model(net: nn.Module, shape: tuple[int, ...], env: BuildEnv) -> Any:
+    """The network as an OpenVINO model with a free batch axis (fp32 weights)."""
+    def convert() -> Any:
+        batch = torch.export.Dim("n", min=1, max=MAX_BATCH)
+        program = torch.export.export(net.eval(), (torch.zeros(2, *shape),),
+                                      dynamic_shapes=({0: batch},))
+        return import_openvino().convert_model(program)
+
+    return cached_ir(net, shape, env, convert)
+
+
+def openvino_int8_model(net: nn.Module, shape: tuple[int, ...], env: BuildEnv) -> Any:
+    """The network quantized to int8 by NNCF's post-training quantization, calibrated on
+    `env.calibration` (its activation ranges); every convolution and matmul runs in int8."""
+    name = type(net).__name__.lower()
+    if name not in env.calibration:
+        raise ValueError(f"no calibration inputs for the int8 quantization of {name}")
+    import nncf
+
+    calibration = np.ascontiguousarray(env.calibration[name], np.float32)
+
+    def quantize() -> Any:
+        nncf.set_log_level(logging.ERROR)
+        items = nncf.Dataset([calibration[i:i + 1] for i in range(len(calibration))])
+        # NNCF draws a progress bar on stdout, which a headless run keeps for its JSON lines
+        with contextlib.redirect_stdout(io.StringIO()):
+            return nncf.quantize(openvino_model(net, shape, env), items,
+                                 subset_size=len(calibration))
+
+    tag = hashlib.sha256(calibration.tobytes()).hexdigest()[:16]
+    return cached_ir(net, shape, env, quantize, int8=f"nncf {nncf.__version__}", calibration=tag)
+
+
+def _openvino(precision: str, int8: bool = False) -> Build:
     def build(net: nn.Module, shape: tuple[int, ...], env: BuildEnv) -> Runner:
         ov = import_openvino()
-        compiled = ov.Core().compile_model(openvino_model(net, shape, env), "CPU", {
+        model = (openvino_int8_model if int8 else openvino_model)(net, shape, env)
+        compiled = ov.Core().compile_model(model, "CPU", {
             "INFERENCE_NUM_THREADS": env.threads, "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": precision})
         request, lock = compiled.create_infer_request(), threading.Lock()
@@ -174,15 +219,20 @@ class PathSpec:
     missing: Callable[[], str | None] = lambda: None  # a library or compiler it needs
     bf16: bool = False  # computes in bf16: fast only where the CPU has bf16 in hardware
     compiles: bool = False  # torch.compile at every start (tens of seconds)
+    int8: bool = False  # int8 arithmetic: fast only with int8 dot-product instructions
+    cosine_floor: float = COSINE_FLOOR  # the gate
 
 
 PATHS: dict[str, PathSpec] = {
     "fp32": PathSpec("eager fp32 channels_last", _reference),
     "bf16": PathSpec("eager, whole network cast to bf16, channels_last", _torch(torch.bfloat16),
                      bf16=True),
-    "openvino": PathSpec("OpenVINO fp32", _openvino("f32"), _module_missing("openvino")),
-    "openvino-bf16": PathSpec("OpenVINO bf16", _openvino("bf16"), _module_missing("openvino"),
+    "openvino": PathSpec("OpenVINO fp32", _openvino("f32"), _modules_missing("openvino")),
+    "openvino-bf16": PathSpec("OpenVINO bf16", _openvino("bf16"), _modules_missing("openvino"),
                               bf16=True),
+    "openvino-int8": PathSpec("OpenVINO int8 (NNCF post-training quantization)",
+                              _openvino("f32", int8=True), _modules_missing("openvino", "nncf"),
+                              int8=True, cosine_floor=INT8_COSINE_FLOOR),
     "compile-fp32": PathSpec("torch.compile (freezing) fp32", _torch(torch.float32, True),
                              _compiler_missing, compiles=True),
     "compile-bf16": PathSpec("torch.compile (freezing), whole network bf16",
@@ -191,12 +241,20 @@ PATHS: dict[str, PathSpec] = {
 }
 
 
+def cosine_floor(path: str) -> float:
+    """The gate's floor of a path (paths outside PATHS, e.g. a benchmark's own: COSINE_FLOOR)."""
+    spec = PATHS.get(path)
+    return COSINE_FLOOR if spec is None else spec.cosine_floor
+
+
 def skip_reason(spec: PathSpec, info: CpuInfo) -> str | None:
     """Why `choose` does not try this path on this CPU (None: it does)."""
     if (missing := spec.missing()) is not None:
         return missing
     if spec.bf16 and not info.native_bf16:
         return "bf16 is emulated on this CPU (no AVX-512-bf16 or AMX)"
+    if spec.int8 and not info.int8_dot:
+        return "no int8 dot-product instructions on this CPU (no VNNI or AMX-int8)"
     if spec.compiles and not info.native_bf16:
         return "torch.compile gains too little here to pay for its build at every start"
     return None
@@ -310,7 +368,7 @@ def interleaved_ms(runners: Mapping[str, Runner], x: np.ndarray,
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-@contextmanager
+@contextlib.contextmanager
 def noting_interrupts() -> Iterator[list[int]]:
     """The Ctrl+C signals that arrive meanwhile (in the main thread; the handler before it still
     runs). A converter that calls back into Python turns the KeyboardInterrupt raised there into
@@ -359,8 +417,9 @@ def probe_paths(network: str, net: nn.Module, probe: np.ndarray, env: BuildEnv, 
                     raise KeyboardInterrupt from None
                 verdicts[name] = Verdict(name, refused=f"failed: {str(e).splitlines()[0][:120]}")
                 continue
-        if not cos >= COSINE_FLOOR:  # NaN fails too
-            verdicts[name] = Verdict(name, cos, refused=f"cosine {cos:.6f} < {COSINE_FLOOR}")
+        if not cos >= spec.cosine_floor:  # NaN fails too
+            verdicts[name] = Verdict(name, cos,
+                                     refused=f"cosine {cos:.6f} < {spec.cosine_floor}")
             continue
         verdicts[name] = Verdict(name, cos)
         runners[name] = run
