@@ -39,8 +39,9 @@ frame rate, sample rate and channel layout; `model.segments` cuts it: see docs/S
 Output in `--out`: the AVE-format files of `model.data` (features float32, `recipe.json`,
 `categories.txt`), `clips.csv` (row -> file, window start, split) and `extract_summary.json`
 (what failed and why). Per-file features are cached in `OUT/clips/` (`model.feature_cache`) so
-a rerun skips finished files, whichever path made them (here or on Ray: `model.extract_ray`,
-docs/SCALE.md); the cache refuses to mix recipes or clip policies.
+a rerun skips finished files, made here or on Ray (`model.extract_ray`, docs/SCALE.md: the same
+extractor path either way); the cache refuses to mix recipes (extractor paths included) or clip
+policies.
 """
 
 from __future__ import annotations
@@ -269,10 +270,10 @@ def _progress(enabled: bool, total: int) -> tuple[object, object] | None:
     return p, p.add_task("extracting", total=total)
 
 
-def extractor_path(asked: str, device: str, precision: str, on_ray: bool) -> str:
-    """--extractor-path as main.py applies it: auto only on a CPU in fp32 (and not on Ray, whose
-    actors build their own networks)."""
-    return asked if device == "cpu" and precision == "fp32" and not on_ray else "fp32"
+def extractor_path(asked: str, device: str, precision: str) -> str:
+    """--extractor-path as main.py applies it: auto only on a CPU in fp32. On Ray too: the
+    driver decides (auto: this machine's choice) and every actor runs that path."""
+    return asked if device == "cpu" and precision == "fp32" else "fp32"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit is not None:
         check_range("--limit", args.limit, 1)
     on_ray = ray_options(args) if args.ray is not None else None
-    # on Ray this process only hands the networks to the actors, which run them on --device
+    # on Ray this process decides the extractor path (on its CPU) and hands the networks to
+    # the actors, which run them on that path on --device
     ex = build_extractors(weights_dir=args.weights_dir, random_weights=args.random_weights,
                           seed=args.seed, device="cpu" if on_ray else args.device,
                           frames_per_segment=args.frames_per_segment,
@@ -320,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                           audio_postprocess=args.audio_postprocess, precision=args.precision,
                           threads=args.threads, batch_size=args.batch_size,
                           extractor_path=extractor_path(args.extractor_path, args.device,
-                                                        args.precision, on_ray is not None))
+                                                        args.precision))
     if ex.recipe.random_weights:
         print("warning: --random-weights: these features are UNTRAINED (recipe.json records "
               "random_weights: true)", file=sys.stderr)

@@ -16,10 +16,12 @@ memory stays bounded whatever the size of the corpus (the stages and their rows:
        and saved to the per-file cache as soon as its last window is in
 
 then `model.extract.finish` writes the AVE-format files from the cache in the annotations'
-order, as the local path does: the same inputs and outputs, and either path resumes the
-other's cache. The networks travel once from the driver, through Ray's object store, into each
-actor (`--device` and `--ray-gpus-per-actor` say where they run), so the weights need to be on
-the driver's machine only.
+order, as the local path does: the same inputs and outputs, and either resumes the other's
+cache. The networks travel once from the driver, through Ray's object store, into each actor
+(`--device` and `--ray-gpus-per-actor` say where they run), so the weights need to be on the
+driver's machine only. The driver also decides how they run (--extractor-path; auto: its own
+machine's choice, as without --ray) and every actor runs that path; an actor whose machine
+cannot run it refuses, and the run stops with one line naming that machine.
 
 Failures: a file that cannot give a clip (`ClipError`: broken, no video, ...) is reported as
 the local path reports it, without a retry. Any other error of a task or an actor call is
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import math
 import os
 import sys
@@ -43,8 +46,9 @@ import numpy as np
 
 from model.errors import UserError
 from model.extract import ExtractSummary, Job, finish, plan
-from model.extract_stages import Assembler, AudioActor, VisualActor, decode_files
+from model.extract_stages import REFUSED_WINDOW, Assembler, AudioActor, VisualActor, decode_files
 from model.extractors import Extractors
+from model.extractors.factory import PathUnavailable
 from model.extractors.runtime import RunOptions
 from model.file_features import ClipPolicy
 from model.limits import check_device_name
@@ -238,11 +242,13 @@ def pipeline(job: Job, todo: list[tuple[int, str]], ex: Extractors, opts: RayOpt
                   "batch_size": opts.batch}
     ds = ds.map_batches(VisualActor, compute=ray.data.ActorPoolStrategy(size=opts.actors),
                         fn_constructor_args=(ray.put(visual.net), visual.preprocess,
-                                             visual.identity, opts.run_options(visual.options)),
+                                             visual.identity, opts.run_options(visual.options),
+                                             visual.path),
                         **actor_args)
     ds = ds.map_batches(AudioActor, compute=ray.data.ActorPoolStrategy(size=opts.audio_actors),
                         fn_constructor_args=(ray.put(audio.net), audio.postprocess, audio.pca,
-                                             audio.identity, opts.run_options(audio.options)),
+                                             audio.identity, opts.run_options(audio.options),
+                                             audio.path),
                         **actor_args)
     ctx = ds.context  # this dataset's settings only
     ctx.max_errored_blocks = -1  # a file lost after Ray's retries is reported, the run goes on
@@ -269,6 +275,8 @@ def extract_on_ray(job: Job, todo: list[tuple[int, str]], ex: Extractors, opts: 
     rows = ds.iter_rows()
     try:
         for row in rows:
+            if int(row["window"]) == REFUSED_WINDOW:  # this machine cannot run the run's path
+                raise PathUnavailable(json.loads(str(row["info"]))["refused"])
             index, n = int(row["index"]), int(row["frames"])
             frames[index] = frames.get(index, 0) + n
             done = asm.add(row)
@@ -321,9 +329,9 @@ def run_ray(videos: Path, annotations: Path, out: Path, ex: Extractors,
             have = ray.cluster_resources()
             check_resources(opts, have)
             print(f"ray: {len(todo)} files to extract on {have.get('CPU', 0):g} CPUs and "
-                  f"{have.get('GPU', 0):g} GPUs ({opts.actors} VGG19, {opts.audio_actors} VGGish "
-                  f"actors)" + (f"; dashboard {dashboard}" if dashboard else ""),
-                  file=sys.stderr)
+                  f"{have.get('GPU', 0):g} GPUs ({opts.actors} VGG19 actors on path "
+                  f"{ex.visual.path}, {opts.audio_actors} VGGish on {ex.audio.path})"
+                  + (f"; dashboard {dashboard}" if dashboard else ""), file=sys.stderr)
             extract_on_ray(job, todo, ex, opts, summary, progress, on_file)
         except KeyboardInterrupt:  # the finished files are in the cache for the next run
             interrupted = True

@@ -8,6 +8,8 @@ of each segment's k selections each takes; `samples` (10, 16000), its audio; on 
 window `info` holds the file's duration and notes. VGG19 replaces frames and counts by
 `visual` (10, 7, 7, 512) and `frames` (how many it saw); VGGish replaces samples by `audio`
 (10, 128). A file that gives no clip is one row with `window` ERROR_WINDOW and its message.
+Both actors run the extractor path the driver chose; an actor whose machine cannot run it
+passes every row on as REFUSED_WINDOW, carrying its one-line reason.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 
 from model.extract import find_video
 from model.extractors.audio import AudioExtractor
+from model.extractors.factory import PathUnavailable, path_runner
 from model.extractors.runtime import RunOptions
 from model.extractors.visual import VisualExtractor
 from model.file_features import ClipError, ClipPolicy, Cut, FileFeatures, cut_windows
@@ -29,6 +32,7 @@ from model.layout import AUDIO_DIM, SEGMENTS, VISUAL_SHAPE
 from model.segments import ClosedSegment, Shot, compute_features, mean_feature
 
 ERROR_WINDOW = -1  # the `window` of a row that reports a file's ClipError
+REFUSED_WINDOW = -2  # ... of a row an actor refused: its machine cannot run the extractor path
 
 Row = dict[str, np.ndarray]  # one-row batch: every column holds one value
 
@@ -98,48 +102,84 @@ def window_visual(shots: list[Shot], counts: np.ndarray) -> np.ndarray:
                                         if n)) for row in counts])
 
 
-class VisualActor:
-    """VGG19, built once per actor: window rows' frames -> `visual` (10, 7, 7, 512) and
-    `frames` (how many went through VGG19)."""
+def refuse(batch: dict[str, np.ndarray], message: str) -> dict[str, np.ndarray]:
+    """`batch` as an actor that cannot run the run's extractor path passes it on: every row
+    REFUSED_WINDOW with `message` in `info`. (The driver stops the run on the first, in one
+    line: a constructor that raised would end in pages of Ray's tracebacks.)"""
+    n = len(batch["window"])
+    return batch | {"window": np.full(n, REFUSED_WINDOW, np.int64),
+                    "info": np.full(n, json.dumps({"refused": message}))}
 
-    def __init__(self, net, preprocess: str, identity: str, options: dict[str, object]) -> None:
-        """`net`: VGG19 in Ray's object store (an ObjectRef), fetched once here."""
+
+def computed(batch: dict[str, np.ndarray]) -> list[int]:
+    """The rows of `batch` that hold a window to compute (not a file's error, not refused)."""
+    return [r for r in range(len(batch["window"])) if batch["window"][r] >= 0]
+
+
+class VisualActor:
+    """VGG19, built once per actor on the run's extractor path: window rows' frames ->
+    `visual` (10, 7, 7, 512) and `frames` (how many went through VGG19)."""
+
+    def __init__(self, net, preprocess: str, identity: str, options: dict[str, object],
+                 path: str) -> None:
+        """`net`: VGG19 in Ray's object store (an ObjectRef), fetched once here. On a machine
+        that cannot run `path` every row is refused (`refuse`)."""
         import ray
 
-        self.extractor = VisualExtractor(ray.get(net), preprocess, RunOptions(**options), identity)
+        net, opts = ray.get(net), RunOptions(**options)
+        self.extractor, self.refused = None, None
+        try:
+            runner = path_runner("vgg19", net, path, opts, preprocess)
+        except PathUnavailable as e:
+            self.refused = str(e)
+            return
+        self.extractor = VisualExtractor(net, preprocess, opts, identity, runner, path)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch["window"])
-        ok = [r for r in range(n) if batch["window"][r] != ERROR_WINDOW]
-        shots = {r: [Shot(Frame(0.0, rgb)) for rgb in batch["frames"][r]] for r in ok}
-        compute_features([s for r in ok for s in shots[r]], self.extractor.frame_features)
         visual = np.zeros((n, SEGMENTS, *VISUAL_SHAPE), np.float32)
         frames = np.zeros(n, np.int64)
+        rest = {k: v for k, v in batch.items() if k not in ("frames", "counts")}
+        if self.refused is not None:
+            return refuse(rest, self.refused) | {"visual": visual, "frames": frames}
+        ok = computed(batch)
+        shots = {r: [Shot(Frame(0.0, rgb)) for rgb in batch["frames"][r]] for r in ok}
+        compute_features([s for r in ok for s in shots[r]], self.extractor.frame_features)
         for r in ok:
             visual[r] = window_visual(shots[r], batch["counts"][r])
             frames[r] = len(shots[r])
-        rest = {k: v for k, v in batch.items() if k not in ("frames", "counts")}
         return rest | {"visual": visual, "frames": frames}
 
 
 class AudioActor:
-    """VGGish, built once per actor: window rows' `samples` -> `audio` (10, 128)."""
+    """VGGish, built once per actor on the run's extractor path: window rows' `samples` ->
+    `audio` (10, 128)."""
 
-    def __init__(self, net, postprocess: str, pca, identity: str,
-                 options: dict[str, object]) -> None:
-        """`net`: VGGish in Ray's object store (an ObjectRef), fetched once here."""
+    def __init__(self, net, postprocess: str, pca, identity: str, options: dict[str, object],
+                 path: str) -> None:
+        """`net`: VGGish in Ray's object store (an ObjectRef), fetched once here; `path` as
+        VisualActor's."""
         import ray
 
-        self.extractor = AudioExtractor(ray.get(net), postprocess, pca, RunOptions(**options),
-                                        identity)
+        net, opts = ray.get(net), RunOptions(**options)
+        self.extractor, self.refused = None, None
+        try:
+            runner = path_runner("vggish", net, path, opts)
+        except PathUnavailable as e:
+            self.refused = str(e)
+            return
+        self.extractor = AudioExtractor(net, postprocess, pca, opts, identity, runner, path)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch["window"])
-        ok = [r for r in range(n) if batch["window"][r] != ERROR_WINDOW]
-        emb = self.extractor.segments([s for r in ok for s in batch["samples"][r]])
         audio = np.zeros((n, SEGMENTS, AUDIO_DIM), np.float32)
+        rest = {k: v for k, v in batch.items() if k != "samples"}
+        if self.refused is not None:
+            return refuse(rest, self.refused) | {"audio": audio}
+        ok = computed(batch)
+        emb = self.extractor.segments([s for r in ok for s in batch["samples"][r]])
         audio[ok] = emb.reshape(len(ok), SEGMENTS, AUDIO_DIM)
-        return {k: v for k, v in batch.items() if k != "samples"} | {"audio": audio}
+        return rest | {"audio": audio}
 
 
 # ---- the driver's side: rows back into files -------------------------------------------------

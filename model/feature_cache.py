@@ -8,7 +8,10 @@ extracts only new files.
 
 A file's entry (`<file with / as __>.npz`: audio, visual, starts, duration, notes) is written
 atomically; `settings.json` records the recipe and clip policy the entries were made with, and
-a cache made with other settings is refused rather than mixed.
+a cache made with other settings is refused rather than mixed. The recipe names the extractor
+paths (`visual_path`, `audio_path`), so features of two numeric paths never share a cache: a
+resume on another path (another --extractor-path, or auto choosing anew) is refused in one line
+naming both paths.
 """
 
 from __future__ import annotations
@@ -48,9 +51,10 @@ class FeatureCache:
         if old != settings:
             before = {**old.get("recipe", {}), **old.get("policy", {})}
             now = {**settings["recipe"], **settings["policy"]}
-            diff = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+            diff = [f"{k} {before.get(k)}, this run {now.get(k)}"
+                    for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k)]
             raise UserError(f"{folder} holds features made with other settings "
-                            f"({', '.join(diff)}): use another --out, or delete {folder} to "
+                            f"({'; '.join(diff)}): use another --out, or delete {folder} to "
                             "start over")
 
     def path(self, file: str) -> Path:

@@ -4,6 +4,7 @@ clips (short, long, no audio, odd rates, broken), annotations, splits, resume, a
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -239,6 +240,23 @@ def test_run_csv_dataset_failures_and_resume(clips, small, tmp_path):
                        FeatureRecipe("random:seed=0", "ave", 5, "random:seed=0", "ave"))
     with pytest.raises(UserError, match="frames_per_segment"):
         extract.run(clips, ann, out, other)
+
+
+def test_the_cache_is_keyed_by_the_extractor_paths(clips, small, tmp_path):
+    """Features of two numeric paths never meet in one cache: a resume on another path (another
+    --extractor-path, or auto choosing anew) is refused in one line naming both."""
+    ann = tmp_path / "events.csv"
+    ann.write_text("file,label,start,end\nten.mp4,dog,2,5\n")
+    out = tmp_path / "out"
+    fp32 = replace(small.recipe, visual_path="fp32", audio_path="fp32")
+    extract.run(clips, ann, out, Extractors(small.visual, small.audio, fp32))
+    other = replace(fp32, visual_path="openvino-bf16")
+    with pytest.raises(UserError) as e:
+        extract.run(clips, ann, out, Extractors(small.visual, small.audio, other))
+    line = str(e.value)
+    assert "\n" not in line and "(visual_path fp32, this run openvino-bf16)" in line
+    assert extract.run(clips, ann, out, Extractors(small.visual, small.audio, fp32)).cached == 1
+    assert json.loads((out / "recipe.json").read_text())["visual_path"] == "fp32"
 
 
 def test_run_csv_split_column(clips, small, tmp_path):

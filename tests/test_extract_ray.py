@@ -1,12 +1,15 @@
 """Extraction on Ray Data against the local path: the same h5 files (shapes, clip order, values)
 from a dozen generated clips, a broken file reported and not fatal, a failed actor call retried
 by Ray (and a file lost after the retries reported, the run going on), an interrupted run
-resumed from the cache, the two paths sharing one cache; the options and the one-line errors.
+resumed from the cache, the two paths sharing one cache; the CLI with and without --ray on its
+default flags running one extractor path, an actor refusing a path its machine cannot run; the
+options and the one-line errors.
 
 One local Ray (2 CPUs, no dashboard, a small object store) serves every test of the module."""
 
 import csv
 import json
+import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +18,9 @@ import av
 import h5py
 import numpy as np
 import pytest
+import stream_fakes
 import torch
+from stream_fakes import TinyVisualNet
 
 from model import extract
 from model.errors import UserError, run_cli
@@ -29,7 +34,7 @@ from model.extract_ray import (
     run_ray,
 )
 from model.extract_stages import ERROR_WINDOW, Assembler
-from model.extractors import Extractors, vggish
+from model.extractors import Extractors, paths, vgg19, vggish
 from model.extractors.audio import AudioExtractor
 from model.extractors.runtime import RunOptions
 from model.extractors.visual import VisualExtractor
@@ -110,7 +115,8 @@ def ray_local():
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20,
              log_to_driver=False)
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers lack tests/
+    for module in (sys.modules[__name__], stream_fakes):  # workers lack tests/
+        ray.cloudpickle.register_pickle_by_value(module)
     yield ray
     ray.shutdown()
 
@@ -126,16 +132,16 @@ def read_h5(path: Path) -> np.ndarray:
         return f[next(iter(f.keys()))][()]
 
 
-def assert_same_dataset(a: Path, b: Path) -> None:
-    """Two output folders hold the same dataset: clip order, labels and splits exactly,
-    features to float tolerance."""
+def assert_same_dataset(a: Path, b: Path, tol: float = 1e-5) -> None:
+    """Two output folders hold the same dataset: clip order, labels, splits and recipe exactly,
+    features within `tol`."""
     assert (a / "clips.csv").read_text() == (b / "clips.csv").read_text()
     for name in H5:
         x, y = read_h5(a / name), read_h5(b / name)
         assert x.shape == y.shape, name
         if name.endswith("_feature.h5"):
             assert x.dtype == y.dtype == np.float32
-            np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-5, err_msg=name)
+            np.testing.assert_allclose(y, x, rtol=tol, atol=tol, err_msg=name)
         else:
             np.testing.assert_array_equal(y, x, err_msg=name)
     for name in ("recipe.json", "categories.txt"):
@@ -163,6 +169,19 @@ class FailsFirst(torch.nn.Module):
 
 def failing_first(ex: Extractors) -> Extractors:
     return Extractors(VisualExtractor(FailsFirst(ex.visual.net), "ave"), ex.audio, ex.recipe)
+
+
+class TinyVGG19(TinyVisualNet):
+    """What `build_extractors` builds for VGG19 (random weights), at a tiny cost."""
+
+    def init_random(self, seed: int) -> None:
+        torch.manual_seed(seed)
+        self.mix.reset_parameters()
+
+
+class TinyVGGish(vggish.VGGish):
+    def __init__(self) -> None:
+        super().__init__((4, 8, 8, 16), 32)
 
 
 # ---- on Ray ----------------------------------------------------------------------------------
@@ -242,6 +261,45 @@ def test_a_file_lost_after_the_retries_is_reported_and_the_run_goes_on(corpus, t
     assert cached(tmp_path) == {cache_name(f"clip{i:02d}.mp4") for i in range(len(DURATIONS))
                                 if f"clip{i:02d}.mp4" not in lost}
     assert read_h5(tmp_path / "visual_feature.h5").shape[0] == s.clips
+
+
+def test_the_cli_runs_one_extractor_path_with_and_without_ray(corpus, ray_local, tmp_path,
+                                                              monkeypatch, summary_lines):
+    """Default flags: --extractor-path auto, the fastest faithful path of this CPU (bf16 or
+    OpenVINO on some, fp32 on others), chosen by the local run and again by the Ray run's
+    driver, whose actors run it too. torch.compile's candidates are left out: building them
+    takes minutes here, and the path travels to the actors as any other does."""
+    monkeypatch.setenv("JCA_LIVE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(vgg19, "VGG19", TinyVGG19)
+    monkeypatch.setattr(vggish, "VGGish", TinyVGGish)
+    monkeypatch.setattr(paths, "PATHS", {k: v for k, v in paths.PATHS.items() if not v.compiles})
+    videos, ann = corpus
+    flags = ["--videos", str(videos), "--annotations", str(ann), "--random-weights",
+             "--frames-per-segment", str(K), "--no-progress"]
+    assert extract.main([*flags, "--out", str(tmp_path / "local")]) == 0
+    assert extract.main([*flags, "--out", str(tmp_path / "ray"), "--ray", "--ray-actor-cpus",
+                         "0.5", "--ray-batch", "3"]) == 0
+    assert_same_dataset(tmp_path / "local", tmp_path / "ray", tol=1e-4)
+    recipe = json.loads((tmp_path / "ray" / "recipe.json").read_text())  # = the local one
+    machines = json.loads((tmp_path / "cache" / paths.CACHE_FILE).read_text())["machines"]
+    chosen = {slot.split("|")[0]: entry["path"] for slots in machines.values()
+              for slot, entry in slots.items()}  # slot: network|weights|threads
+    assert chosen == {"vgg19": recipe["visual_path"], "vggish": recipe["audio_path"]}
+    summary_lines.append(f"model.extract with and without --ray: VGG19 on {chosen['vgg19']}, "
+                         f"VGGish on {chosen['vggish']}")
+
+
+def test_an_actor_refuses_a_path_its_machine_cannot_run(corpus, tiny, ray_local, tmp_path):
+    """... in one line naming the machine (not by running another path); nothing is saved."""
+    net = tiny.visual.net
+    unknown = Extractors(VisualExtractor(net, "ave", path="fp8-someday"), tiny.audio,
+                         replace(tiny.recipe, visual_path="fp8-someday"))
+    with pytest.raises(UserError) as e:
+        run_ray(*corpus, tmp_path, unknown, opts=RAY_OPTS)
+    line = str(e.value)
+    assert "\n" not in line and line.startswith(f"machine {socket.gethostname()} (")
+    assert "VGG19 on extractor path fp8-someday" in line and "--extractor-path fp32" in line
+    assert cached(tmp_path) == set()
 
 
 def test_actors_that_cannot_be_placed_are_one_line(corpus, tiny, ray_local, tmp_path):

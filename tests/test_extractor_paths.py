@@ -21,6 +21,7 @@ from model.extractors.paths import (
     NetChoice,
     PathSpec,
     Verdict,
+    cannot_run,
     choose,
     min_cosine,
     pick,
@@ -103,7 +104,11 @@ def test_skip_rule_follows_the_cpu():
     assert skip_reason(int8, replace(AVX2, flags=(*AVX2.flags, "avx_vnni"))) is None
     assert skip_reason(PATHS["fp32"], AVX2) is None
     missing = PathSpec("needs a library", PATHS["fp32"].build, lambda: "x is not installed")
-    assert skip_reason(missing, AMX) == "x is not installed"
+    assert skip_reason(missing, AMX) == cannot_run(missing, AMX) == "x is not installed"
+    assert "emulated" in cannot_run(PATHS["bf16"], AVX2)
+    compiles = PathSpec("torch.compile", PATHS["fp32"].build, compiles=True)
+    assert cannot_run(compiles, AVX2) is None  # it runs here, only too slowly to be tried
+    assert skip_reason(compiles, AVX2) is not None
 
 
 def tiny_vgg() -> vgg19.VGG19:
@@ -317,6 +322,36 @@ def test_extractor_path_mistakes_are_user_errors():
         build_extractors(random_weights=True, extractor_path="fastest")
     with pytest.raises(UserError, match="precision"):
         build_extractors(random_weights=True, extractor_path="auto", precision="bf16")
+
+
+def test_a_path_chosen_elsewhere_is_built_here_or_refused_naming_this_machine(monkeypatch):
+    """What a Ray actor builds from its driver's choice: that path, or a one-line refusal."""
+    import socket
+    from dataclasses import replace
+
+    from model.extractors import factory
+    from model.extractors.runtime import RunOptions
+
+    net, opts = tiny_vgg(), RunOptions(threads=1)
+    x = vgg19.preprocess(paths.probe_rgb(2, size=64), "ave")  # (2, 3, 224, 224)
+    assert factory.path_runner("vgg19", net, "fp32", opts) is None  # the eager path
+    bf16 = RunOptions(precision="bf16", threads=1)
+    assert factory.path_runner("vgg19", net, "autocast-bf16", bf16) is None
+    monkeypatch.setattr(factory, "cpu_info", lambda: AMX)
+    run = factory.path_runner("vgg19", net, "bf16", opts)
+    np.testing.assert_array_equal(run(x), PATHS["bf16"].build(net, x.shape[1:], BuildEnv(1))(x))
+    monkeypatch.setattr(factory, "cpu_info", lambda: AVX2)
+    monkeypatch.setitem(PATHS, "openvino", replace(
+        PATHS["openvino"], missing=lambda: "openvino is not installed (pip install openvino)"))
+    for path, why in (("bf16", "bf16 is emulated on this CPU"),
+                      ("openvino", "openvino is not installed"),
+                      ("fp8-someday", "no such path")):
+        with pytest.raises(factory.PathUnavailable) as e:
+            factory.path_runner("vgg19", net, path, opts)
+        line = str(e.value)
+        assert line.startswith(f"machine {socket.gethostname()} ({AVX2.short()}) cannot run "
+                               f"VGG19 on extractor path {path}, which this run uses: {why}")
+        assert "\n" not in line and "--extractor-path fp32" in line
 
 
 # ---- frames per segment ---------------------------------------------------------------------

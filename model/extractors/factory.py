@@ -12,16 +12,20 @@ given instead (`visual_weights_file=`, `audio_weights_file=`, `pca_file=`).
 How the networks run on the CPU: `extractor_path="fp32"` (eager fp32, the default), or "auto":
 each network on the fastest path that keeps its features (`model.extractors.paths`), chosen
 once per machine and cached (`cache_dir=`, else `$JCA_LIVE_CACHE` or `~/.cache/jca-live`);
-`Extractors.choice` then says what was picked and why.
+`Extractors.choice` then says what was picked and why. A path chosen on another machine (a Ray
+run's driver) is built here by `path_runner`, which refuses, naming this machine, a path this
+machine cannot run.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from model import weights
 from model.errors import UserError
@@ -29,13 +33,15 @@ from model.extractors import paths, vgg19, vggish
 from model.extractors.audio import AudioExtractor
 from model.extractors.cpu import cpu_info, machine_key
 from model.extractors.paths import PathChoice
-from model.extractors.runtime import Runner, RunOptions
-from model.extractors.vggish_frontend import segment_example
+from model.extractors.runtime import Runner, RunOptions, eager_path
+from model.extractors.vggish_frontend import EXAMPLE_FRAMES, NUM_BANDS, segment_example
 from model.extractors.visual import VisualExtractor
 from model.limits import EXTRACTOR_PATHS, check_frames_per_segment
 from model.recipe import RANDOM_PREFIX, FeatureRecipe
 
 VISUAL_WEIGHTS = {"ave": "vgg19-keras", "torchvision": "vgg19-torchvision"}
+INPUT_SHAPES = {"vgg19": (3, vgg19.IMAGE_SIZE, vgg19.IMAGE_SIZE),  # one item, as the paths take it
+                "vggish": (1, EXAMPLE_FRAMES, NUM_BANDS)}
 
 
 @dataclass(frozen=True)
@@ -160,12 +166,9 @@ def _choose_paths(vnet: vgg19.VGG19, anet: vggish.VGGish, visual_preprocess: str
                   aid: str, opts: RunOptions,
                   directory: str | Path | None) -> tuple[PathChoice, Runner, Runner]:
     """Each network's path on this CPU (cached per machine) and its runner."""
-    import torch
-
     info = cpu_info()
     root = paths.cache_dir(directory)
-    env = paths.BuildEnv(opts.threads or torch.get_num_threads(), root / "extractors",
-                         calibration_inputs(visual_preprocess))
+    env = _build_env(opts, root / "extractors", visual_preprocess)
     cache = paths.ChoiceCache(root, machine_key(info))
     frames, examples = network_inputs(visual_preprocess)
     visual, vrun = paths.choose("vgg19", vnet, frames, identity=vid, env=env,
@@ -173,3 +176,39 @@ def _choose_paths(vnet: vgg19.VGG19, anet: vggish.VGGish, visual_preprocess: str
     audio, arun = paths.choose("vggish", anet, examples, identity=aid, env=env,
                                cache=cache, info=info)
     return PathChoice(info.short(), visual, audio), vrun, arun
+
+
+def _build_env(opts: RunOptions, engines: Path | None, visual_preprocess: str) -> paths.BuildEnv:
+    """The paths' threads, where their exported programs are kept (None: nowhere) and what the
+    int8 paths are calibrated on."""
+    return paths.BuildEnv(opts.threads or torch.get_num_threads(), engines,
+                          calibration_inputs(visual_preprocess))
+
+
+class PathUnavailable(UserError):
+    """This machine cannot run the extractor path a run chose (on its driver's machine)."""
+
+
+def path_runner(network: str, net: torch.nn.Module, path: str, opts: RunOptions,
+                visual_preprocess: str = "ave") -> Runner | None:
+    """`network` (fp32 weights in `net`) on the extractor path `path`, chosen elsewhere: None for
+    the eager path `opts` name (`eager_path`), else the runner of `paths.PATHS[path]` (exported
+    programs converted here, kept nowhere: this may be a worker of a cluster). A machine that
+    cannot run that path raises PathUnavailable naming it (host, CPU) and why, rather than run
+    another path in its place. `visual_preprocess`: VGG19's, for the int8 calibration inputs."""
+    if path == eager_path(opts):
+        return None
+    info = cpu_info()
+    spec = paths.PATHS.get(path)
+    if spec is None:
+        why = "no such path in this version of jca-live"
+    elif opts.device != "cpu":
+        why = f"it is a CPU path and the networks run on {opts.device}"
+    else:
+        why = paths.cannot_run(spec, info)
+    if why is not None:
+        raise PathUnavailable(
+            f"machine {socket.gethostname()} ({info.short()}) cannot run "
+            f"{paths.NETWORK_NAMES[network]} on extractor path {path}, which this run uses: "
+            f"{why}; fix that machine or leave it out, or run with --extractor-path fp32")
+    return spec.build(net, INPUT_SHAPES[network], _build_env(opts, None, visual_preprocess))

@@ -247,12 +247,20 @@ def cosine_floor(path: str) -> float:
     return COSINE_FLOOR if spec is None else spec.cosine_floor
 
 
-def skip_reason(spec: PathSpec, info: CpuInfo) -> str | None:
-    """Why `choose` does not try this path on this CPU (None: it does)."""
+def cannot_run(spec: PathSpec, info: CpuInfo) -> str | None:
+    """Why this machine cannot run the path as named (None: it can): a library it lacks, or
+    bf16 it would only emulate (OpenVINO then quietly computes in fp32, another path)."""
     if (missing := spec.missing()) is not None:
         return missing
     if spec.bf16 and not info.native_bf16:
         return "bf16 is emulated on this CPU (no AVX-512-bf16 or AMX)"
+    return None
+
+
+def skip_reason(spec: PathSpec, info: CpuInfo) -> str | None:
+    """Why `choose` does not try this path on this CPU (None: it does)."""
+    if (why := cannot_run(spec, info)) is not None:
+        return why
     if spec.int8 and not info.int8_dot:
         return "no int8 dot-product instructions on this CPU (no VNNI or AMX-int8)"
     if spec.compiles and not info.native_bf16:
