@@ -17,11 +17,18 @@ medians of wall and process CPU time per item. `cosine` is the gate's figure: mi
 set of cos(path, fp32); `gate` says whether `model.extractors.paths` would accept it, `tried`
 whether `choose` tries the path on this CPU at all (else why not). The last lines: what `choose`
 would pick here from these batch-1 figures, and what it would pick with nothing skipped.
+
+How close to the machine's limit: every case also runs, built the same way and timed in the same
+rounds, a large GEMM (a 1x1 convolution of 1024 to 1024 channels over 64x64 positions: M = 4096,
+K = N = 1024); `GMAC/s` is the network's multiply-accumulates per second (its convolutions and
+matmuls, counted from the layers) and `of peak` that figure over the GEMM's on the same case:
+the same library, dtype and thread count.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import statistics
@@ -54,6 +61,43 @@ from model.extractors.vggish_frontend import segment_example
 NETWORKS = ("vgg19", "vggish")
 EXTRA_CASES = ("autocast-bf16", "onnxruntime", "int8-onnxruntime")
 CALIBRATION_ITEMS = 8
+PEAK_CHANNELS, PEAK_SIZE = 1024, 64  # the GEMM: M = 64 * 64 positions, K = N = 1024 channels
+PEAK_SHAPE = (PEAK_CHANNELS, PEAK_SIZE, PEAK_SIZE)
+
+
+class Gemm(nn.Module):
+    """The peak figure's GEMM as a 1x1 convolution, so that every path builds and runs it as it
+    does the networks (4-D input, NHWC, the same converters)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(PEAK_CHANNELS, PEAK_CHANNELS, 1, bias=False)
+        nn.init.normal_(self.conv.weight, std=PEAK_CHANNELS ** -0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def macs(net: nn.Module, shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of one item through `net`'s convolutions and linear layers."""
+    total = 0
+
+    def count(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            k = module.in_channels // module.groups * module.kernel_size[0] * \
+                module.kernel_size[1]
+            total += out[0].numel() * k
+        elif isinstance(module, nn.Linear):
+            total += out[0].numel() * module.in_features
+
+    hooks = [m.register_forward_hook(count) for m in net.modules()
+             if isinstance(m, nn.Conv2d | nn.Linear)]
+    with torch.inference_mode():
+        net(torch.zeros(1, *shape))
+    for h in hooks:
+        h.remove()
+    return total
 
 
 def network(name: str) -> nn.Module:
@@ -152,18 +196,23 @@ def main() -> None:
     print(f"libraries: {', '.join(f'{k} {v}' for k, v in library_versions().items())}")
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     rows, verdicts = [], {}
+    gemm = Gemm().eval()
+    gemm_x = np.random.default_rng(3).standard_normal((1, *PEAK_SHAPE)).astype(np.float32)
+    gemm_macs = macs(gemm, PEAK_SHAPE)
     with tempfile.TemporaryDirectory() as tmp:
         for net_name in args.networks.split(","):
             net = network(net_name)
             probe = inputs(net_name, 3, seed=0)  # the gate's probe set
             x = inputs(net_name, max(batches), seed=1)
+            net_macs = macs(net, x.shape[1:])
             calibration = inputs(net_name, CALIBRATION_ITEMS, seed=2)
             builds = {**{n: PATHS[n].build for n in PATHS}, "autocast-bf16": autocast_bf16,
                       "onnxruntime": onnxruntime, "int8-onnxruntime": int8_onnxruntime(calibration)}
             for n_threads in threads:
                 torch.set_num_threads(n_threads)
-                env = BuildEnv(n_threads, Path(tmp), {net_name: calibration})
-                runners, cosines, build_s, failed = {}, {}, {}, {}
+                env = BuildEnv(n_threads, Path(tmp), {
+                    net_name: calibration, "gemm": np.concatenate([-gemm_x, gemm_x])})
+                runners, peaks, cosines, build_s, failed = {}, {}, {}, {}, {}
                 expected = builds["fp32"](net, x.shape[1:], env)(probe)
                 for name in names:
                     t0 = time.perf_counter()
@@ -175,6 +224,8 @@ def main() -> None:
                         continue
                     build_s[name] = time.perf_counter() - t0
                     runners[name] = run
+                    with contextlib.suppress(Exception):  # a case without a peak: "-"
+                        peaks[name] = builds[name](gemm, PEAK_SHAPE, env)
                 times: dict[tuple[str, int], list[tuple[float, float]]] = {}
                 for rep in range(args.reps + 1):  # round 0 warms up
                     for b in batches:
@@ -182,11 +233,20 @@ def main() -> None:
                             t = timed(run, x[:b])
                             if rep:
                                 times.setdefault((name, b), []).append(t)
+                    for name, run in peaks.items():
+                        t = timed(run, gemm_x)
+                        if rep:
+                            times.setdefault((name, 0), []).append(t)
                 for name, why in failed.items():
-                    rows.append((net_name, name, n_threads, "-", "-", "-", "-", "-", "-",
-                                 f"failed: {why}", "-", "-"))
+                    rows.append((net_name, name, n_threads, "-", "-", "-", "-", "-", "-", "-",
+                                 "-", f"failed: {why}", "-", "-"))
                 for (name, b), ts in times.items():
+                    if b == 0:  # the peak GEMM
+                        continue
                     wall = statistics.median(t for t, _ in ts)
+                    rate = net_macs / wall / 1e6  # GMAC/s
+                    peak = gemm_macs / statistics.median(t for t, _ in times[(name, 0)]) / 1e6 \
+                        if (name, 0) in times else None
                     cpu = statistics.median(c for _, c in ts)
                     base = statistics.median(t for t, _ in times[("fp32", b)]) \
                         if ("fp32", b) in times else float("nan")
@@ -195,7 +255,9 @@ def main() -> None:
                     spec = PATHS.get(name)
                     tried = (skip_reason(spec, info) or "tried") if spec else "benchmark only"
                     rows.append((net_name, name, n_threads, b, f"{wall:.1f}", f"{1e3 / wall:.2f}",
-                                 f"{cpu:.1f}", f"{base / wall:.2f}x", f"{cos:.7f}", gate, tried,
+                                 f"{cpu:.1f}", f"{base / wall:.2f}x", f"{rate:.0f}",
+                                 "-" if peak is None else f"{100 * rate / peak:.0f}% of "
+                                 f"{peak:.0f}", f"{cos:.7f}", gate, tried,
                                  f"{build_s[name]:.1f}"))
                     if b == 1 and spec is not None:
                         verdicts.setdefault((net_name, n_threads), []).append(
@@ -204,8 +266,9 @@ def main() -> None:
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.1f} GB")
     print()
     print("| network | path | threads | batch | wall ms/item | items/s | CPU ms/item | "
-          "vs fp32 | min cosine | gate | tried by `choose` here | build s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "vs fp32 | GMAC/s | of peak (GEMM GMAC/s) | min cosine | gate | "
+          "tried by `choose` here | build s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(str(c) for c in row) + " |")
     print()
