@@ -1,0 +1,319 @@
+"""A full disk and cut files: every output writes whole lines, an output that cannot be written
+stops alone (one line naming it and the cause, exit 2, the others go on), and every reader of
+the project's JSONL files takes the whole records of a cut or damaged file and counts the rest.
+
+The disk fills for real where it can: stdout on /dev/full, and a 24 KiB tmpfs mounted for the
+test (skipped where mounting is not permitted); the same behaviour is also checked everywhere
+with a file descriptor that refuses the write with ENOSPC part way through a line."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from stream_fakes import fake_runtime
+
+import streamer.sinks as sinks
+from model.errors import UserError
+from streamer.overlay import OverlayOptions, OverlayWriter
+from streamer.plot import main as plot_main
+from streamer.records import log_line, read_jsonl, read_log, read_predictions
+from streamer.runtime import assemble
+from streamer.sinks import EventLog, JsonlLog, LineFile, output_faults
+from streamer.synthetic import Script, synthetic_source, write_media
+
+ROOT = Path(__file__).resolve().parents[1]
+FULL = os.strerror(errno.ENOSPC)  # "No space left on device"
+PAGE = 4096  # tmpfs counts whole pages
+RUN_S = 300  # main.py on a short clip, on a loaded 2-core machine
+
+
+class DiskOf:
+    """`os` for streamer.sinks where the file descriptor `fd` is on a disk with `room` bytes
+    left: a write past it writes what fits (a short write, as the kernel does) and the next one
+    fails with ENOSPC; every other descriptor writes as ever."""
+
+    def __init__(self, fd: int, room: int) -> None:
+        self.fd, self.room = fd, room
+
+    def __getattr__(self, name: str):
+        return getattr(os, name)
+
+    def write(self, fd: int, data) -> int:
+        if fd != self.fd:
+            return os.write(fd, data)
+        if self.room <= 0:
+            raise OSError(errno.ENOSPC, FULL)
+        n = os.write(fd, bytes(data[:self.room]))
+        self.room -= n
+        return n
+
+
+def lines_of(path: Path) -> list[dict]:
+    """Every line of a file as JSON: fails on a half line."""
+    text = path.read_text()
+    assert text == "" or text.endswith("\n"), f"{path} ends in half a line"
+    return [json.loads(x) for x in text.splitlines()]
+
+
+def record(i: int) -> dict:
+    return {"segment": i, "start": float(i), "end": float(i + 1), "label": "beep",
+            "class_id": 0, "confidence": 0.9, "probs": [0.9, 0.05, 0.05]}
+
+
+# ---- the line writer ---------------------------------------------------------------------------
+
+def test_a_full_disk_cuts_the_file_back_to_its_last_whole_line(tmp_path, monkeypatch):
+    lines = [log_line(record(i)) for i in range(5)]
+    f = LineFile(tmp_path / "log.jsonl", "pass another --log")
+    room = len(lines[0]) + len(lines[1]) + 2 + len(lines[2]) // 2  # two lines and a half
+    monkeypatch.setattr(sinks, "os", DiskOf(f._fd, room))
+    assert [f.write(x) for x in lines] == [True, True, False, False, False]
+    f.close()
+    assert [r["segment"] for r in lines_of(tmp_path / "log.jsonl")] == [0, 1]
+    assert f.lines == 2
+    assert str(f.fault) == (f"cannot write {tmp_path / 'log.jsonl'} ({FULL}): it holds the 2 "
+                            "whole lines written before, nothing after; free space on its disk "
+                            "or pass another --log")
+
+
+def test_a_dead_log_stops_alone_and_the_stream_goes_on(tmp_path, monkeypatch):
+    """The log's disk fills after about two records: the log keeps those whole, the events file
+    and the other sinks get every segment, the run ends without an error of its own."""
+    got: list[dict] = []
+    spy = SimpleNamespace(on_segment=got.append, close=lambda: None)
+    log = JsonlLog(tmp_path / "log.jsonl")
+    events = EventLog(tmp_path / "events.jsonl", min_event=0.0)
+    monkeypatch.setattr(sinks, "os", DiskOf(log.file._fd, 2500))
+    pipe = assemble(fake_runtime(1), synthetic_source(Script.demo(6.0, size=(48, 64))),
+                    [log, events, spy])
+    summary = pipe.run()
+    assert summary.error is None and summary.segments == 6 == len(got)
+    kept = lines_of(tmp_path / "log.jsonl")
+    assert 0 < len(kept) < 6 and kept == [json.loads(log_line(r)) for r in got[:len(kept)]]
+    intervals = lines_of(tmp_path / "events.jsonl")
+    assert intervals and intervals[-1]["end"] == got[-1]["end"]  # written to the end
+    (fault,) = output_faults([log, events, spy])
+    assert str(fault).startswith(f"cannot write {tmp_path / 'log.jsonl'} ({FULL}): it holds "
+                                 f"the {len(kept)} whole lines")
+
+
+def test_stdout_that_cannot_be_written_leaves_a_fault_and_the_run_goes_on():
+    from streamer.console import JsonSink, PlainSink
+
+    full = open("/dev/full", "w")  # noqa: SIM115 (closed below, where it fails once more)
+    gone: list[int] = []
+    plain = PlainSink({"source": "x"}, full, ("beep", "background"),
+                      on_reader_gone=lambda: gone.append(1))
+    json_sink = JsonSink(full)
+    for i in range(3):
+        plain.on_segment(record(i))
+        json_sink.on_segment(record(i))
+    assert gone == []  # not a closed pipe: the run is not stopped
+    for sink in (plain, json_sink):
+        assert str(sink.fault).startswith(f"cannot write /dev/full ({FULL})")
+    with pytest.raises(OSError):  # what its buffer still holds (stdout goes to /dev/null)
+        full.close()
+
+
+# ---- the overlay -------------------------------------------------------------------------------
+
+def overlay_frames(writer: OverlayWriter, seconds: float, fps: int = 10) -> None:
+    rng = np.random.default_rng(0)  # noise: nothing compresses it away
+    for i in range(int(seconds * fps)):
+        writer.add_frame(i / fps, rng.integers(0, 256, (64, 80, 3), dtype=np.uint8))
+        writer.add_audio(i / fps, rng.standard_normal(1600).astype(np.float32) * 0.1)
+        if i % fps == fps - 1:
+            writer.on_segment({**record(i // fps), "start": float(i // fps),
+                               "end": float(i // fps + 1)})
+
+
+class FullAfter:
+    """A PyAV output container whose disk fills after `packets` packets."""
+
+    def __init__(self, container, packets: int) -> None:
+        self.container, self.packets = container, packets
+
+    def __getattr__(self, name: str):
+        return getattr(self.container, name)
+
+    def mux(self, packet) -> None:
+        self.packets -= 1
+        if self.packets < 0:
+            raise OSError(errno.ENOSPC, FULL)
+        self.container.mux(packet)
+
+
+@pytest.mark.parametrize("threaded", [True, False])
+def test_an_overlay_that_cannot_be_written_is_one_fault_and_no_file(tmp_path, threaded):
+    writer = OverlayWriter(tmp_path / "o.mp4", fps=10, sample_rate=16000,
+                           options=OverlayOptions(threaded=threaded))
+    writer._enc.container = FullAfter(writer._enc.container, 3)
+    overlay_frames(writer, 3.0)
+    writer.close()  # no exception: the stream's other outputs are not stopped by it
+    assert str(writer.fault) == (f"cannot write the overlay {tmp_path / 'o.mp4'} ({FULL}): "
+                                 "removed the unfinished video; free space on its disk or "
+                                 "give another --overlay")
+    assert not (tmp_path / "o.mp4").exists()
+
+
+# ---- a real small disk -------------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 24 KiB tmpfs at tmp_path/disk (root only; skipped where mounting is not permitted)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    try:
+        p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24k", "tmpfs", str(mnt)],
+                           capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        pytest.skip(f"cannot mount a tmpfs here: {e}")
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {p.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=30)
+
+
+def fill(disk: Path, pages: int) -> None:
+    """Leave `pages` pages free on the small disk."""
+    (disk / "filler").write_bytes(b"\0" * (24 * 1024 - pages * PAGE))
+
+
+def test_the_line_file_on_a_really_full_disk(small_disk):
+    fill(small_disk, 1)
+    f = LineFile(small_disk / "log.jsonl")
+    written = 0
+    while f.write(log_line(record(written))):
+        written += 1
+    f.close()
+    assert written > 0 and FULL in str(f.fault)
+    assert [r["segment"] for r in lines_of(small_disk / "log.jsonl")] == list(range(written))
+
+
+def test_the_overlay_on_a_really_full_disk(small_disk):
+    writer = OverlayWriter(small_disk / "o.mp4", fps=10, sample_rate=16000)
+    overlay_frames(writer, 3.0)
+    writer.close()
+    assert FULL in str(writer.fault) and not (small_disk / "o.mp4").exists()
+
+
+def test_the_timeline_on_a_full_disk_is_one_line_and_no_half_picture(small_disk, tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(log_line(record(i)) + "\n" for i in range(30)))
+    fill(small_disk, 1)
+    with pytest.raises(UserError, match=f"cannot write {small_disk / 't.png'} \\({FULL}\\)"):
+        plot_main([str(log), "--out", str(small_disk / "t.png")])
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
+
+
+# ---- main.py on a full disk --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return write_media(tmp_path_factory.mktemp("clip") / "clip.mkv",
+                       Script.demo(8.0, size=(48, 64)), fps=10, audio_rate=16000)
+
+
+def run_main(clip: Path, tmp_path: Path, log: Path, events: Path,
+             stdout) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "main.py", "--replay", str(clip), "--random-weights", "--fast",
+         "--headless", "--device", "cpu", "--backend", "eager", "--frames-per-segment", "1",
+         "--extractor-path", "fp32", "--log", str(log), "--events", str(events)],
+        cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=RUN_S,
+        env={**os.environ, "JCA_LIVE_CACHE": str(tmp_path / "cache"),
+             "MPLCONFIGDIR": str(tmp_path / "mpl")})
+
+
+def errors(stderr: str) -> list[str]:
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    return [x for x in stderr.splitlines() if x.startswith("error:")]
+
+
+def plot_says(log: Path, tmp_path: Path, capsys) -> str:
+    assert plot_main([str(log), "--out", str(tmp_path / "t.png")]) == 0
+    assert (tmp_path / "t.png").stat().st_size > 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_main_with_its_log_on_a_full_disk(clip, small_disk, tmp_path, capsys):
+    """The log and the events file on a disk with three pages free: one line naming what
+    could not be written, exit 2, whole lines in both files, stdout got every segment, and the
+    log plots."""
+    fill(small_disk, 2)
+    log, events = small_disk / "log.jsonl", small_disk / "events.jsonl"
+    p = run_main(clip, tmp_path, log, events, subprocess.PIPE)
+    (line,) = errors(p.stderr)
+    assert p.returncode == 2, p.stderr
+    assert line == p.stderr.splitlines()[-1]
+    assert line.startswith(f"error: cannot write {log} ({FULL}): it holds the "), line
+    shown = [json.loads(x) for x in p.stdout.splitlines()]
+    kept = lines_of(log)
+    assert len(shown) == 8 and 0 < len(kept) < 8 and kept == shown[:len(kept)]
+    for interval in lines_of(events):
+        assert {"label", "start", "end", "confidence"} <= interval.keys()
+    assert f"({len(kept)} segments, 0 lines skipped)" in plot_says(log, tmp_path, capsys)
+
+
+@pytest.mark.slow
+def test_main_with_stdout_on_dev_full(clip, tmp_path, capsys):
+    """stdout cannot take a byte: one line naming stdout, exit 2; the log and the events file
+    are written to the end."""
+    log, events = tmp_path / "log.jsonl", tmp_path / "events.jsonl"
+    with open("/dev/full", "w") as full:
+        p = run_main(clip, tmp_path, log, events, full)
+    (line,) = errors(p.stderr)
+    assert p.returncode == 2, p.stderr
+    assert line.startswith(f"error: cannot write stdout ({FULL})"), line
+    assert [r["segment"] for r in lines_of(log)] == list(range(8))
+    assert lines_of(events)[-1]["end"] == 8.0
+    assert "(8 segments, 0 lines skipped)" in plot_says(log, tmp_path, capsys)
+
+
+# ---- readers -----------------------------------------------------------------------------------
+
+def test_a_log_cut_mid_line_or_with_binary_bytes_gives_its_whole_records(tmp_path, capsys):
+    whole = "".join(log_line(record(i)) + "\n" for i in range(4))
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text(whole + log_line(record(4))[:40])  # what a crash leaves
+    got = read_predictions(cut)
+    assert [r["segment"] for r in got.records] == [0, 1, 2, 3] and got.skipped == 1
+    assert "(4 segments, 1 line skipped (not a whole record))" in plot_says(cut, tmp_path, capsys)
+
+    damaged = tmp_path / "damaged.jsonl"
+    damaged.write_bytes(whole.encode() + b"\xff\xfe\x00garbage\n" + b'{"segment": NaN}\n'
+                        + b'{"label": "beep"}\n' + b"[1, 2]\n" + log_line(record(4)).encode())
+    got = read_predictions(damaged)
+    assert [r["segment"] for r in got.records] == [0, 1, 2, 3, 4] and got.skipped == 4
+    assert read_log(damaged) == got.records
+
+
+def test_a_file_that_is_not_a_log_is_one_line(tmp_path):
+    binary = tmp_path / "clip.mkv"
+    binary.write_bytes(bytes(range(256)) * 40)
+    with pytest.raises(UserError, match=r"clip\.mkv is not a prediction log: none of its \d+ "
+                                        "lines is a record with segment, label, class_id"):
+        read_log(binary)
+    events = tmp_path / "events.jsonl"  # JSON, but not what a log holds
+    events.write_text('{"label": "beep", "start": 0, "end": 3, "confidence": 0.9}\n')
+    with pytest.raises(UserError, match="is not a prediction log"):
+        plot_main([str(events), "--out", str(tmp_path / "t.png")])
+    got = read_jsonl(events, "event file", ("label", "start", "end"), "give --events' file")
+    assert got.records[0]["end"] == 3 and got.skipped == 0
+    with pytest.raises(UserError, match="not found"):
+        read_log(tmp_path / "none.jsonl")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(UserError, match="no predictions"):
+        read_log(empty)
