@@ -22,11 +22,13 @@ from stream_fakes import fake_runtime
 
 import streamer.sinks as sinks
 from model.errors import UserError
+from streamer.multi import run_many
+from streamer.options import AppOptions
 from streamer.overlay import OverlayOptions, OverlayWriter
 from streamer.plot import main as plot_main
 from streamer.records import log_line, read_jsonl, read_log, read_predictions
 from streamer.runtime import assemble
-from streamer.sinks import EventLog, JsonlLog, LineFile, output_faults
+from streamer.sinks import EventLog, JsonlLog, LineFile, OutputFault, output_faults
 from streamer.synthetic import Script, synthetic_source, write_media
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,15 +38,22 @@ RUN_S = 300  # main.py on a short clip, on a loaded 2-core machine
 
 
 class DiskOf:
-    """`os` for streamer.sinks where the file descriptor `fd` is on a disk with `room` bytes
-    left: a write past it writes what fits (a short write, as the kernel does) and the next one
-    fails with ENOSPC; every other descriptor writes as ever."""
+    """`os` for streamer.sinks where the file at `path`, once opened, is on a disk with `room`
+    bytes left: a write past it writes what fits (a short write, as the kernel does) and the
+    next one fails with ENOSPC; every other file writes as ever."""
 
-    def __init__(self, fd: int, room: int) -> None:
-        self.fd, self.room = fd, room
+    def __init__(self, path: Path, room: int) -> None:
+        self.path, self.room = path, room
+        self.fd: int | None = None
 
     def __getattr__(self, name: str):
         return getattr(os, name)
+
+    def open(self, path, *args) -> int:
+        fd = os.open(path, *args)
+        if Path(path) == self.path:
+            self.fd = fd
+        return fd
 
     def write(self, fd: int, data) -> int:
         if fd != self.fd:
@@ -72,9 +81,9 @@ def record(i: int) -> dict:
 
 def test_a_full_disk_cuts_the_file_back_to_its_last_whole_line(tmp_path, monkeypatch):
     lines = [log_line(record(i)) for i in range(5)]
-    f = LineFile(tmp_path / "log.jsonl", "pass another --log")
     room = len(lines[0]) + len(lines[1]) + 2 + len(lines[2]) // 2  # two lines and a half
-    monkeypatch.setattr(sinks, "os", DiskOf(f._fd, room))
+    monkeypatch.setattr(sinks, "os", DiskOf(tmp_path / "log.jsonl", room))
+    f = LineFile(tmp_path / "log.jsonl", "pass another --log")
     assert [f.write(x) for x in lines] == [True, True, False, False, False]
     f.close()
     assert [r["segment"] for r in lines_of(tmp_path / "log.jsonl")] == [0, 1]
@@ -89,9 +98,9 @@ def test_a_dead_log_stops_alone_and_the_stream_goes_on(tmp_path, monkeypatch):
     and the other sinks get every segment, the run ends without an error of its own."""
     got: list[dict] = []
     spy = SimpleNamespace(on_segment=got.append, close=lambda: None)
+    monkeypatch.setattr(sinks, "os", DiskOf(tmp_path / "log.jsonl", 2500))
     log = JsonlLog(tmp_path / "log.jsonl")
     events = EventLog(tmp_path / "events.jsonl", min_event=0.0)
-    monkeypatch.setattr(sinks, "os", DiskOf(log.file._fd, 2500))
     pipe = assemble(fake_runtime(1), synthetic_source(Script.demo(6.0, size=(48, 64))),
                     [log, events, spy])
     summary = pipe.run()
@@ -103,6 +112,24 @@ def test_a_dead_log_stops_alone_and_the_stream_goes_on(tmp_path, monkeypatch):
     (fault,) = output_faults([log, events, spy])
     assert str(fault).startswith(f"cannot write {tmp_path / 'log.jsonl'} ({FULL}): it holds "
                                  f"the {len(kept)} whole lines")
+
+
+def test_several_streams_share_a_dead_log_and_end_with_its_line(tmp_path, monkeypatch, capsys):
+    """Two streams, one log: it fills after about two records; both streams run to their end,
+    the events file and stdout get everything, then the one line (exit 2 from main.py)."""
+    clip = write_media(tmp_path / "a.mkv", Script.demo(3.0, size=(48, 64)), fps=10,
+                       audio_rate=16000)
+    log, events = tmp_path / "log.jsonl", tmp_path / "events.jsonl"
+    monkeypatch.setattr(sinks, "os", DiskOf(log, 2500))
+    opts = AppOptions(source="replay", sources=(("replay", str(clip)), ("replay", str(clip))),
+                      fast=True, log=str(log), events=str(events), headless=True, min_event=0,
+                      min_gap=0)
+    with pytest.raises(OutputFault, match=f"cannot write {log} \\({FULL}\\): it holds the"):
+        run_many(opts, runtime=fake_runtime(1))
+    shown = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    kept = lines_of(log)
+    assert len(shown) == 6 and 0 < len(kept) < 6 and kept == shown[:len(kept)]
+    assert {iv["stream"] for iv in lines_of(events)} == {0, 1}
 
 
 def test_stdout_that_cannot_be_written_leaves_a_fault_and_the_run_goes_on():
