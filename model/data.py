@@ -33,6 +33,7 @@ import numpy as np
 
 from model.classes import BACKGROUND
 from model.errors import UserError
+from model.files import atomic_write_text
 from model.layout import (
     AUDIO_DIM,
     FEATURE_KEY,
@@ -149,7 +150,11 @@ def _read_categories(path: Path | None, n_classes: int) -> list[str]:
         return [f"class_{i}" for i in range(n_classes - 1)] + [BACKGROUND]
     if not path.exists():
         raise DataError(f"categories file not found: {path}")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not a text file; give one event class name per "
+                        "line") from None
     if len(names) == n_classes and names[-1].lower() == BACKGROUND:
         names = names[:-1]
     if len(names) != n_classes - 1:
@@ -377,7 +382,7 @@ def write_ave_metadata(out_dir: str | Path, labels: np.ndarray,
     write_feature_file(out / "labels.h5", labels.shape, np.float32, [labels])
     for k, order in orders.items():
         write_feature_file(out / f"{k}_order.h5", order.shape, np.int64, [order], key=ORDER_KEY)
-    (out / "categories.txt").write_text("".join(f"{c}\n" for c in categories))
+    atomic_write_text(out / "categories.txt", "".join(f"{c}\n" for c in categories))
     if recipe is not None:
         recipe.save(out / "recipe.json")
     elif (out / "recipe.json").exists():

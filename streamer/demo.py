@@ -43,6 +43,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from model import weights
 from model.errors import UserError, run_cli
+from model.files import atomic_write_text
 from model.limits import check_lookahead, check_positive
 from streamer import demo_clips
 from streamer.demo_clips import BACKGROUND, Clip
@@ -393,7 +394,7 @@ def run(opts: DemoOptions, console: Console | None = None) -> Score:
     from streamer.records import read_log
 
     s = score(read_log(paths.live / "predictions.jsonl"), held)
-    (paths.live / "score.json").write_text(json.dumps(asdict(s), indent=2) + "\n")
+    atomic_write_text(paths.live / "score.json", json.dumps(asdict(s), indent=2) + "\n")
     run_step("the timeline plot", plot_cmd(paths, held), stdout=subprocess.DEVNULL)
     times["end"] = time.monotonic()
     console.rule("[bold]result")
