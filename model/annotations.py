@@ -102,7 +102,11 @@ def read_annotations(path: Path, categories_file: Path | None = None) -> Annotat
 
 def read_categories(path: Path) -> list[str]:
     """Event class names, one per line."""
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise UserError(f"categories file {path} is not a text file: one event class name per "
+                        "line") from None
     if not names:
         raise UserError(f"categories file {path} is empty: one event class name per line")
     return names

@@ -344,3 +344,87 @@ def test_a_file_that_is_not_a_log_is_one_line(tmp_path):
     empty.write_text("\n")
     with pytest.raises(UserError, match="no predictions"):
         read_log(empty)
+
+
+# ---- every command -----------------------------------------------------------------------------
+
+def test_a_command_whose_output_fills_the_disk_is_one_line_and_exit_2(tmp_path, capsys):
+    from model.errors import run_cli
+
+    def writes() -> int:
+        raise OSError(errno.ENOSPC, FULL, str(tmp_path / "x.h5"))
+
+    with pytest.raises(SystemExit) as end:
+        run_cli(writes)
+    assert end.value.code == 2
+    assert capsys.readouterr().err == (f"error: cannot write {tmp_path / 'x.h5'} ({FULL}); "
+                                       "free space on its disk or write elsewhere\n")
+
+    def bug() -> int:  # any other OSError is the code's, and keeps its traceback
+        raise FileNotFoundError(errno.ENOENT, "gone", "y")
+
+    with pytest.raises(FileNotFoundError):
+        run_cli(bug)
+
+
+def test_the_plot_with_stdout_on_dev_full(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(log_line(record(i)) + "\n" for i in range(5)))
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-m", "streamer.plot", str(log), "--out",
+                            str(tmp_path / "t.png")], cwd=ROOT, stdout=full,
+                           stderr=subprocess.PIPE, text=True, timeout=RUN_S,
+                           env={**os.environ, "MPLCONFIGDIR": str(tmp_path / "mpl")})
+    assert p.returncode == 2 and (tmp_path / "t.png").stat().st_size > 0
+    assert p.stderr == f"error: cannot write stdout ({FULL}); free space on its disk or write " \
+                       "elsewhere\n"
+
+
+# ---- cache and list files ----------------------------------------------------------------------
+
+DAMAGED = [b"", b"\xff\xfe\x00\x01binary", b'{"format": "jca-live', b"[1, 2]",
+           b'{"format": "x", "machines": [1]}']
+
+
+def test_a_damaged_extractor_choice_cache_is_measured_again(tmp_path):
+    from model.extractors.paths import CACHE_FILE, CACHE_FORMAT, CACHE_VERSION, ChoiceCache
+
+    good = {"format": CACHE_FORMAT, "version": CACHE_VERSION}
+    for raw in [*DAMAGED, json.dumps({**good, "machines": {"m": [1]}}).encode(),
+                json.dumps({**good, "machines": [1]}).encode()]:
+        (tmp_path / CACHE_FILE).write_bytes(raw)
+        cache = ChoiceCache(tmp_path, "m")
+        assert cache.load("slot") is None  # nothing trusted, nothing raised
+        cache.store("slot", {"path": "fp32"})
+        assert ChoiceCache(tmp_path, "m").load("slot") == {"path": "fp32"}
+
+
+def test_feature_cache_files_that_are_not_whole_are_one_line_or_extracted_again(tmp_path):
+    from model.feature_cache import SETTINGS, FeatureCache
+    from model.file_features import FileFeatures
+    from model.recipe import FeatureRecipe
+
+    recipe, policy = FeatureRecipe.ave(frames_per_segment=1), {"pad": "repeat"}
+    cache = FeatureCache(tmp_path, recipe, policy)
+    ff = FileFeatures(audio=np.zeros((1, 10, 128), np.float32),
+                      visual=np.zeros((1, 10, 7, 7, 512), np.float32),
+                      starts=np.zeros(1), duration=10.0, notes=[])
+    cache.save("a.mp4", ff)
+    assert cache.has("a.mp4")
+    whole = cache.path("a.mp4").read_bytes()
+    cache.path("a.mp4").write_bytes(whole[:len(whole) // 2])  # what a crash mid-copy leaves
+    assert not cache.has("a.mp4") and not cache.has("never.mp4")
+    for raw in [b"\xff\xfe\x00binary", b'{"recipe": ', b"[]", b'{"recipe": 1, "policy": {}}']:
+        (tmp_path / SETTINGS).write_bytes(raw)
+        with pytest.raises(UserError, match=f"{SETTINGS} is not a feature cache's settings "
+                                            f"file .*: delete {tmp_path} to start over"):
+            FeatureCache(tmp_path, recipe, policy)
+
+
+def test_category_files_that_are_not_text_are_one_line(tmp_path):
+    from model.annotations import read_categories
+
+    bad = tmp_path / "categories.txt"
+    bad.write_bytes(b"\xff\xfe\x00\x01bell\n")
+    with pytest.raises(UserError, match="is not a text file"):
+        read_categories(bad)
