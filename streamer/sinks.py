@@ -56,17 +56,24 @@ class LineFile:
     written). A write that fails (a full disk, a quota, an I/O error) cuts the file back to its
     last whole line, writes nothing more and keeps the cause as `fault`."""
 
-    def __init__(self, path: str | Path, fix: str = "pass another path") -> None:
-        """fix: the end of the fault's line, how to give the output another place."""
+    def __init__(self, path: str | Path, fix: str = "pass another path",
+                 append: bool = False) -> None:
+        """fix: the end of the fault's line, how to give the output another place; append: keep
+        the whole lines the file holds (a half line a crash left is cut off) and write after
+        them (else it starts empty)."""
         self.path, self.fix = Path(path), fix
-        self.lines = 0  # whole lines in the file
+        self.lines = 0  # whole lines written
         self.fault: OutputFault | None = None
-        self._size = 0  # bytes of those lines
         self._lock = threading.Lock()
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-                                           | getattr(os, "O_CLOEXEC", 0), 0o666)
+            self._fd: int | None = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0),
+                                           0o666)
+            self._size = 0  # where the whole lines end
+            if append:
+                self._size = self.path.read_bytes().rfind(b"\n") + 1
+                os.ftruncate(self._fd, self._size)
         except OSError as e:
             raise UserError(f"cannot write {self.path} ({e.strerror}); {fix}") from None
 

@@ -428,3 +428,29 @@ def test_category_files_that_are_not_text_are_one_line(tmp_path):
     bad.write_bytes(b"\xff\xfe\x00\x01bell\n")
     with pytest.raises(UserError, match="is not a text file"):
         read_categories(bad)
+
+
+def test_a_line_file_appended_to_keeps_whole_lines_and_cuts_a_half_one(tmp_path):
+    path = tmp_path / "train_log.jsonl"
+    path.write_text('{"epoch": 1}\n{"epo')  # a crash mid-line
+    f = LineFile(path, append=True)
+    assert f.write('{"epoch": 2}')
+    f.close()
+    assert lines_of(path) == [{"epoch": 1}, {"epoch": 2}]
+
+
+def test_the_demo_training_log_on_a_full_disk_is_one_line(tmp_path, monkeypatch):
+    """The demo's per-epoch lines: kept whole until the disk fills, then its one line."""
+    import io
+
+    from rich.console import Console
+
+    from streamer.demo import run_training
+
+    log = tmp_path / "train_log.jsonl"
+    epochs = [json.dumps({"epoch": i, "train_loss": 1.0 / i}) for i in range(1, 6)]
+    cmd = [sys.executable, "-c", f"print({chr(10).join(epochs)!r})"]
+    monkeypatch.setattr(sinks, "os", DiskOf(log, len(epochs[0]) + len(epochs[1]) + 5))
+    with pytest.raises(OutputFault, match=f"cannot write {log} \\({FULL}\\): it holds the 2 "):
+        run_training(cmd, log, 5, Console(file=io.StringIO()))
+    assert [r["epoch"] for r in lines_of(log)] == [1, 2]
