@@ -154,6 +154,10 @@ def _parse_csv(text: str, name: str) -> Annotations:
                         "file,label,start,end (optionally split)")
     by_file: dict[str, AnnotatedFile] = {}
     for n, raw in enumerate(reader, 2):
+        if None in raw.values():  # fewer fields than the header: what a cut line looks like
+            raise UserError(f"{name}:{n}: the row has fewer fields than the header "
+                            f"({','.join(cols)}); complete or remove it (a cut or damaged "
+                            "file?)")
         row = {k.strip(): (v or "").strip() for k, v in raw.items() if k}
         try:
             start, end = float(row["start"] or 0), float(row["end"] or 0)

@@ -454,3 +454,17 @@ def test_the_demo_training_log_on_a_full_disk_is_one_line(tmp_path, monkeypatch)
     with pytest.raises(OutputFault, match=f"cannot write {log} \\({FULL}\\): it holds the 2 "):
         run_training(cmd, log, 5, Console(file=io.StringIO()))
     assert [r["epoch"] for r in lines_of(log)] == [1, 2]
+
+
+def test_an_annotation_csv_cut_mid_row_is_one_line_naming_the_row(tmp_path):
+    from model.annotations import read_annotations
+
+    cut = tmp_path / "events.csv"
+    cut.write_text("file,label,start,end\nkettle_01.mp4,kettle,3.0,9.5\ndoor_02.mp4,kn")
+    with pytest.raises(UserError, match=r"events\.csv:3: the row has fewer fields than the "
+                                        "header"):
+        read_annotations(cut)
+    binary = tmp_path / "clip.csv"
+    binary.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(UserError, match="missing column"):
+        read_annotations(binary)
