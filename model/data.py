@@ -23,7 +23,6 @@ scans everything up front).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ import numpy as np
 
 from model.classes import BACKGROUND
 from model.errors import UserError
-from model.files import atomic_write_text
+from model.files import atomic_path, atomic_write_text, check_room
 from model.layout import (
     AUDIO_DIM,
     FEATURE_KEY,
@@ -343,19 +342,16 @@ def write_feature_file(path: str | Path, shape: tuple[int, ...], dtype: np.dtype
     """Write an h5 dataset of `shape` from consecutive chunks along axis 0, atomically (a
     temporary file renamed into place), so a large feature file never has to be in memory."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            ds = f.create_dataset(key, shape=shape, dtype=dtype)
-            row = 0
-            for chunk in chunks:
-                ds[row:row + len(chunk)] = chunk
-                row += len(chunk)
-            if row != shape[0]:
-                raise ValueError(f"{path}: got {row} rows, expected {shape[0]}")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    check_room(path, math.prod(shape) * np.dtype(dtype).itemsize)
+    with atomic_path(path, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
+        ds = f.create_dataset(key, shape=shape, dtype=dtype)
+        row = 0
+        for chunk in chunks:
+            ds[row:row + len(chunk)] = chunk
+            row += len(chunk)
+        if row != shape[0]:
+            raise ValueError(f"{path}: got {row} rows, expected {shape[0]}")
 
 
 def write_ave_metadata(out_dir: str | Path, labels: np.ndarray,

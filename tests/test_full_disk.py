@@ -468,3 +468,22 @@ def test_an_annotation_csv_cut_mid_row_is_one_line_naming_the_row(tmp_path):
     binary.write_bytes(bytes(range(256)) * 8)
     with pytest.raises(UserError, match="missing column"):
         read_annotations(binary)
+
+
+def test_feature_files_and_checkpoints_on_a_full_disk_name_the_file(small_disk):
+    """h5py and torch.save hide the errno (RuntimeError; HDF5 even crashes the process once a
+    write failed): both are an OSError(ENOSPC) naming the file, and leave no file."""
+    import torch
+
+    from model.checkpoint import atomic_torch_save
+    from model.data import write_feature_file
+
+    h5 = small_disk / "audio_feature.h5"
+    with pytest.raises(OSError, match=FULL) as e:
+        write_feature_file(h5, (100, 10, 128), np.float32, [np.ones((100, 10, 128), np.float32)])
+    assert (e.value.errno, e.value.filename) == (errno.ENOSPC, str(h5))
+    pt = small_disk / "jca.pt"
+    with pytest.raises(OSError, match=FULL) as e:
+        atomic_torch_save({"w": torch.ones(100_000)}, pt)
+    assert (e.value.errno, e.value.filename) == (errno.ENOSPC, str(pt))
+    assert list(small_disk.iterdir()) == []
