@@ -99,7 +99,7 @@ class LineWriter:
             name = "stdout" if self.stream is sys.stdout else getattr(self.stream, "name", "output")
             self.fault = OutputFault(
                 f"cannot write {name} ({e.strerror or e}): the console lines stopped there, the "
-                "log files were written on; send it where there is room")
+                f"other outputs went on; send {name} where there is room")
 
     def _leave(self) -> None:
         self.gone = True

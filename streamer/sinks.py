@@ -80,17 +80,18 @@ class LineFile:
     def write(self, line: str) -> bool:
         """Append `line` and a newline; False if the file is dead (this or an earlier write
         failed, or it is closed)."""
-        data = memoryview((line + "\n").encode("utf-8"))
+        encoded = (line + "\n").encode("utf-8")
         with self._lock:
             if self._fd is None:
                 return False
             try:
-                while data:  # a short write (the disk filling up) is followed by the error
-                    data = data[os.write(self._fd, data):]
+                rest = memoryview(encoded)
+                while rest:  # a short write (the disk filling up) is followed by the error
+                    rest = rest[os.write(self._fd, rest):]
             except OSError as e:
                 self._fail(e)
                 return False
-            self._size += len(data.obj)
+            self._size += len(encoded)
             self.lines += 1
             return True
 
