@@ -8,9 +8,7 @@ extracts only new files.
 
 A file's entry (`<file with / as __>.npz`: audio, visual, starts, duration, notes) is written
 atomically; `settings.json` records the recipe and clip policy the entries were made with, and
-a cache made with other settings is refused rather than mixed. An entry that does not load
-(damaged, cut) counts as absent and is extracted again; a settings file that is not one is one
-line.
+a cache made with other settings is refused rather than mixed.
 """
 
 from __future__ import annotations
@@ -40,7 +38,8 @@ def cache_name(file: str) -> str:
 
 class FeatureCache:
     def __init__(self, folder: Path, recipe: FeatureRecipe, policy: dict[str, str]) -> None:
-        """Open (or start) the cache in `folder`; a UserError if it holds other settings."""
+        """Open (or start) the cache in `folder`; a UserError if it holds other settings, or a
+        settings file that is not one (damaged)."""
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         settings = {"recipe": recipe.to_dict(), "policy": policy}
