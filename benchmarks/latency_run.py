@@ -24,7 +24,6 @@ second of stream; below 1 keeps up.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +37,7 @@ from model.segments import segment_count
 from streamer.app import open_source, resolve_av_offset
 from streamer.options import AppOptions
 from streamer.pipeline import Pipeline
+from streamer.records import REQUIRED, read_jsonl
 from streamer.runtime import Runtime, assemble, load_runtime
 from streamer.sinks import JsonlLog
 from streamer.sources import Source
@@ -218,7 +218,8 @@ def stage_table(records: Sequence[dict[str, float]], frame_ms: Sequence[float]) 
 
 
 def read_log(path: str | Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """The whole records of a run's log, in file order (streamer.records.read_jsonl)."""
+    return read_jsonl(path, "prediction log", REQUIRED, "rerun the benchmark").records
 
 
 def expected_segments(parts: Parts, spec: RunSpec, data_end: float) -> int:

@@ -38,6 +38,7 @@ from model.checkpoint import save_checkpoint
 from model.cli_args import add_data_args, require_data
 from model.data import PAD_MODES
 from model.errors import UserError, run_cli
+from model.files import atomic_path
 from model.limits import check_lookahead, check_range
 from model.metrics import event_f1, expected_calibration_error, pooled_accuracy
 
@@ -100,7 +101,8 @@ def save_reliability_png(logits: np.ndarray, labels: np.ndarray, temperature: fl
     axes[0, 0].legend(loc="upper left", fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path, suffix=Path(path).suffix) as tmp:  # no half picture on a full disk
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
 
 

@@ -34,6 +34,7 @@ from model.config import ABLATIONS, ROW_NAMES, TABLE2
 from model.data import AVEData
 from model.errors import UserError, run_cli
 from model.evaluate import evaluate
+from model.files import atomic_write_text
 from model.protocol import TrainOptions
 from model.train import train
 
@@ -112,8 +113,8 @@ def main() -> None:
                 f"{r['name']}: {100 * r['accuracy']:.1f}% ({r['seconds']:.0f} s)"))
     render(results, console, args.split)
     if args.json:
-        Path(args.json).write_text(json.dumps({"protocol": opts.to_dict(), "split": args.split,
-                                               "rows": results}, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps({"protocol": opts.to_dict(), "split": args.split,
+                                                 "rows": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -102,7 +102,11 @@ def read_annotations(path: Path, categories_file: Path | None = None) -> Annotat
 
 def read_categories(path: Path) -> list[str]:
     """Event class names, one per line."""
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise UserError(f"categories file {path} is not a text file: one event class name per "
+                        "line") from None
     if not names:
         raise UserError(f"categories file {path} is empty: one event class name per line")
     return names
@@ -150,6 +154,10 @@ def _parse_csv(text: str, name: str) -> Annotations:
                         "file,label,start,end (optionally split)")
     by_file: dict[str, AnnotatedFile] = {}
     for n, raw in enumerate(reader, 2):
+        if None in raw.values():  # fewer fields than the header: what a cut line looks like
+            raise UserError(f"{name}:{n}: the row has fewer fields than the header "
+                            f"({','.join(cols)}); complete or remove it (a cut or damaged "
+                            "file?)")
         row = {k.strip(): (v or "").strip() for k, v in raw.items() if k}
         try:
             start, end = float(row["start"] or 0), float(row["end"] or 0)

@@ -23,7 +23,6 @@ scans everything up front).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 
 from model.classes import BACKGROUND
 from model.errors import UserError
+from model.files import atomic_path, atomic_write_text, check_room
 from model.layout import (
     AUDIO_DIM,
     FEATURE_KEY,
@@ -149,7 +149,11 @@ def _read_categories(path: Path | None, n_classes: int) -> list[str]:
         return [f"class_{i}" for i in range(n_classes - 1)] + [BACKGROUND]
     if not path.exists():
         raise DataError(f"categories file not found: {path}")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not a text file; give one event class name per "
+                        "line") from None
     if len(names) == n_classes and names[-1].lower() == BACKGROUND:
         names = names[:-1]
     if len(names) != n_classes - 1:
@@ -338,19 +342,16 @@ def write_feature_file(path: str | Path, shape: tuple[int, ...], dtype: np.dtype
     """Write an h5 dataset of `shape` from consecutive chunks along axis 0, atomically (a
     temporary file renamed into place), so a large feature file never has to be in memory."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            ds = f.create_dataset(key, shape=shape, dtype=dtype)
-            row = 0
-            for chunk in chunks:
-                ds[row:row + len(chunk)] = chunk
-                row += len(chunk)
-            if row != shape[0]:
-                raise ValueError(f"{path}: got {row} rows, expected {shape[0]}")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    check_room(path, math.prod(shape) * np.dtype(dtype).itemsize)
+    with atomic_path(path, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
+        ds = f.create_dataset(key, shape=shape, dtype=dtype)
+        row = 0
+        for chunk in chunks:
+            ds[row:row + len(chunk)] = chunk
+            row += len(chunk)
+        if row != shape[0]:
+            raise ValueError(f"{path}: got {row} rows, expected {shape[0]}")
 
 
 def write_ave_metadata(out_dir: str | Path, labels: np.ndarray,
@@ -377,7 +378,7 @@ def write_ave_metadata(out_dir: str | Path, labels: np.ndarray,
     write_feature_file(out / "labels.h5", labels.shape, np.float32, [labels])
     for k, order in orders.items():
         write_feature_file(out / f"{k}_order.h5", order.shape, np.int64, [order], key=ORDER_KEY)
-    (out / "categories.txt").write_text("".join(f"{c}\n" for c in categories))
+    atomic_write_text(out / "categories.txt", "".join(f"{c}\n" for c in categories))
     if recipe is not None:
         recipe.save(out / "recipe.json")
     elif (out / "recipe.json").exists():

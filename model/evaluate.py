@@ -35,6 +35,7 @@ from model.checkpoint import Checkpoint, load_checkpoint
 from model.cli_args import add_data_args, open_from_args, require_data
 from model.data import PAD_MODES, SEGMENTS, AVEData, window_for_segment
 from model.errors import UserError, run_cli
+from model.files import atomic_path, atomic_write_text
 from model.metrics import pooled_accuracy, summarize
 from model.provenance import Provenance
 from model.train import predict
@@ -132,7 +133,8 @@ def save_confusion_png(cm: np.ndarray, class_names: list[str], path: Path,
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path, suffix=Path(path).suffix) as tmp:  # no half picture on a full disk
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
 
 
@@ -204,7 +206,7 @@ def main() -> None:
                            f"{report['accuracy']:.2%}")
         report["confusion_png"] = str(png)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
     if args.predictions:
         np.savez_compressed(args.predictions, **arrays)
     written = [p for p in (args.json, args.predictions, png) if p]

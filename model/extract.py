@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import re
 import sys
@@ -227,11 +228,12 @@ def assemble(out: Path, ann: Annotations, files: list[AnnotatedFile], done: list
                             cache.features(names, "audio"))
     data.write_feature_file(out / "visual_feature.h5", (n, SEGMENTS, *VISUAL_SHAPE), np.float32,
                             cache.features(names, "visual"))
-    with open(out / "clips.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["row", "file", "window_start", "split"])
-        for r, (i, start) in enumerate(rows):
-            w.writerow([r, files[i].file, f"{start:g}", split_of[r]])
+    table = io.StringIO(newline="")
+    w = csv.writer(table)
+    w.writerow(["row", "file", "window_start", "split"])
+    for r, (i, start) in enumerate(rows):
+        w.writerow([r, files[i].file, f"{start:g}", split_of[r]])
+    atomic_write_text(out / "clips.csv", table.getvalue())
     return n, warnings
 
 

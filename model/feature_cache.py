@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from model.files import atomic_path, atomic_write_text
 from model.recipe import FeatureRecipe
 
 SETTINGS = "settings.json"
+ENTRY = ("audio", "visual", "starts", "duration", "notes")  # the arrays of a file's entry
 
 
 def cache_name(file: str) -> str:
@@ -39,7 +41,8 @@ def cache_name(file: str) -> str:
 
 class FeatureCache:
     def __init__(self, folder: Path, recipe: FeatureRecipe, policy: dict[str, str]) -> None:
-        """Open (or start) the cache in `folder`; a UserError if it holds other settings."""
+        """Open (or start) the cache in `folder`; a UserError if it holds other settings, or a
+        settings file that is not one (damaged)."""
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         settings = {"recipe": recipe.to_dict(), "policy": policy}
@@ -47,7 +50,14 @@ class FeatureCache:
         if not path.is_file():
             atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
             return
-        old = json.loads(path.read_text())
+        try:
+            old = json.loads(path.read_text())
+        except ValueError:  # not JSON, not text: not a settings file this cache wrote
+            old = None
+        if not (isinstance(old, dict)
+                and all(isinstance(old.get(k), dict) for k in ("recipe", "policy"))):
+            raise UserError(f"{path} is not a feature cache's settings file (damaged or "
+                            f"another file): delete {folder} to start over, or use another --out")
         if old != settings:
             before = {**old.get("recipe", {}), **old.get("policy", {})}
             now = {**settings["recipe"], **settings["policy"]}
@@ -61,7 +71,12 @@ class FeatureCache:
         return self.folder / cache_name(file)
 
     def has(self, file: str) -> bool:
-        return self.path(file).is_file()
+        """Whether the file's features are cached whole (a damaged entry is extracted again)."""
+        try:
+            with np.load(self.path(file)) as z:
+                return set(ENTRY) <= set(z.files)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            return False
 
     def save(self, file: str, ff: FileFeatures) -> None:
         with atomic_path(self.path(file), suffix=".npz") as tmp:

@@ -18,6 +18,8 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from model.files import atomic_write_text
+
 RANDOM_PREFIX = "random"  # weights identities that start with this are untrained
 
 VISUAL_PREPROCESS = ("ave", "torchvision")
@@ -104,7 +106,7 @@ class FeatureRecipe:
 
     def save(self, path: str | Path) -> None:
         data = {**self.to_dict(), "random_weights": self.random_weights}
-        Path(path).write_text(json.dumps(data, indent=2) + "\n")
+        atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureRecipe:

@@ -101,7 +101,7 @@ def file_digests(path: Path, use_cache: bool = True) -> dict[str, str]:
         cached = json.loads(cache.read_text())
         if {k: cached.get(k) for k in key} == key:
             return {"md5": cached["md5"], "sha256": cached["sha256"]}
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):  # absent or damaged
         pass
     md5, sha = hashlib.md5(), hashlib.sha256()
     with open(path, "rb") as f:

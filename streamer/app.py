@@ -19,7 +19,7 @@ from streamer.options import AppOptions
 from streamer.pipeline import Pipeline, Summary
 from streamer.runtime import Runtime, assemble, load_runtime, say
 from streamer.signals import StopSignals
-from streamer.sinks import EventLog, JsonlLog
+from streamer.sinks import EventLog, JsonlLog, fault_line, output_faults
 from streamer.sources import Source
 
 SYNTHETIC_SECONDS = 3600.0  # a synthetic stream without --duration
@@ -127,7 +127,8 @@ def ending(summary: Summary) -> str:
 
 
 def run(opts: AppOptions, signals: StopSignals | None = None) -> Summary | list[Summary]:
-    """Build, run to the end, print the summary on stderr; a stream fault is raised after it.
+    """Build, run to the end, print the summary on stderr; a stream fault is raised after it,
+    else the fault of an output that could not be written (a full disk: one line, exit 2).
     Several sources: streamer.multi, one summary per stream."""
     if opts.sources:
         from streamer.multi import run_many
@@ -138,6 +139,11 @@ def run(opts: AppOptions, signals: StopSignals | None = None) -> Summary | list[
     say(ending(summary) + summary.line())
     if opts.log:
         say(f"predictions: {opts.log}" + (f", events: {opts.events}" if opts.events else ""))
+    faults = output_faults(pipe.sinks)
     if summary.error is not None:
+        for fault in faults:
+            say(f"error: {fault}")
         raise summary.error
+    if faults:
+        raise fault_line(faults)
     return summary

@@ -4,7 +4,8 @@
     python main.py --replay clip.mp4 --checkpoint runs/jca.pt   # the same from a checkout
 
 Exit status: 0 when the stream ended (end of file, --duration, Ctrl+C, the reader of stdout
-closing it, e.g. `| head`); 2 for a mistake the user can fix (one line on stderr); 130 for
+closing it, e.g. `| head`); 2 for a mistake the user can fix or a fault (one line on stderr),
+an output that could not be written included (a full disk: streamer.sinks); 130 for
 Ctrl+C before the stream started; 128 + N when signal N ended it (SIGTERM 143, SIGHUP 129),
 after the same clean stop as Ctrl+C (streamer.signals). The flags: streamer.options; the run:
 streamer.app.

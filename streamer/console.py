@@ -18,6 +18,7 @@ import numpy as np
 
 from model.provenance import Provenance
 from streamer.records import log_line
+from streamer.sinks import OutputFault
 
 if TYPE_CHECKING:
     from streamer.dashboard import Dashboard
@@ -72,13 +73,16 @@ class LineWriter:
     """Lines on `stream`, each flushed. When its reader goes away (`main.py ... | head`) it
     writes nothing more, points fd 1 at /dev/null if `stream` is stdout (so the exit's flush of
     what is still buffered stays quiet) and calls `on_reader_gone` once (main.py: end the
-    stream; the prediction log is written as ever)."""
+    stream; the prediction log is written as ever). A stream that fails otherwise (stdout on a
+    full disk or /dev/full) is left the same way, but the run goes on for the other outputs and
+    `fault` says why (streamer.sinks.OutputFault)."""
 
     def __init__(self, stream: TextIO | None = None,
                  on_reader_gone: Callable[[], None] | None = None) -> None:
         self.stream = stream if stream is not None else sys.stdout
         self.on_reader_gone = on_reader_gone
         self.gone = False
+        self.fault: OutputFault | None = None
 
     def write(self, line: str) -> None:
         if self.gone:
@@ -87,11 +91,20 @@ class LineWriter:
             self.stream.write(line + "\n")
             self.stream.flush()
         except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
-            self.gone = True
-            if self.stream is sys.stdout:
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            self._leave()
             if self.on_reader_gone is not None:
                 self.on_reader_gone()
+        except OSError as e:
+            self._leave()
+            name = "stdout" if self.stream is sys.stdout else getattr(self.stream, "name", "output")
+            self.fault = OutputFault(
+                f"cannot write {name} ({e.strerror or e}): the console lines stopped there, the "
+                f"other outputs went on; send {name} where there is room")
+
+    def _leave(self) -> None:
+        self.gone = True
+        if self.stream is sys.stdout:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 class PlainSink:
@@ -106,6 +119,10 @@ class PlainSink:
         self.class_names = tuple(names or ())
         self.out.write(header_line(header))
 
+    @property
+    def fault(self) -> OutputFault | None:
+        return self.out.fault
+
     def on_segment(self, record: Mapping[str, Any]) -> None:
         self.out.write(plain_line(record, self.class_names))
 
@@ -119,6 +136,10 @@ class JsonSink:
     def __init__(self, stream: TextIO | None = None,
                  on_reader_gone: Callable[[], None] | None = None) -> None:
         self.out = LineWriter(stream, on_reader_gone)
+
+    @property
+    def fault(self) -> OutputFault | None:
+        return self.out.fault
 
     def on_segment(self, record: Mapping[str, Any]) -> None:
         self.out.write(log_line(record))

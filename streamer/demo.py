@@ -43,10 +43,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from model import weights
 from model.errors import UserError, run_cli
+from model.files import atomic_write_text
 from model.limits import check_lookahead, check_positive
 from streamer import demo_clips
 from streamer.demo_clips import BACKGROUND, Clip
 from streamer.options import AUTO_FRAMES, frames_arg
+from streamer.sinks import LineFile
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS_VERSION = 1  # bump when streamer.demo_clips changes a picture or a sound
@@ -216,7 +218,8 @@ def run_step(what: str, cmd: list[str], **kw: Any) -> None:
 def run_training(cmd: list[str], log: Path, epochs: int, console: Console) -> None:
     """model.train with one progress bar fed by its per-epoch JSON lines (kept in `log`); its
     other lines (stderr) are printed above the bar."""
-    with log.open("a") as out, _progress(console) as bar, subprocess.Popen(
+    out = LineFile(log, "pass another --work", append=True)
+    with _progress(console) as bar, subprocess.Popen(
             cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         task = bar.add_task("training", total=epochs)
         assert proc.stdout is not None
@@ -228,11 +231,13 @@ def run_training(cmd: list[str], log: Path, epochs: int, console: Console) -> No
             except (ValueError, KeyError, TypeError):
                 bar.console.print(line.rstrip("\n"), markup=False, highlight=False)
                 continue
-            out.write(line)
-            out.flush()
+            out.write(line.rstrip("\n"))
             bar.update(task, completed=epoch, description=f"training: loss {loss:.3f}" + (
                 f", best val {best:.1%}" if best is not None else ""))
+    out.close()
     _check("training", proc.returncode)
+    if out.fault is not None:
+        raise out.fault
 
 
 def extract_cmd(opts: DemoOptions, paths: Paths, random_weights: bool, tty: bool) -> list[str]:
@@ -393,7 +398,7 @@ def run(opts: DemoOptions, console: Console | None = None) -> Score:
     from streamer.records import read_log
 
     s = score(read_log(paths.live / "predictions.jsonl"), held)
-    (paths.live / "score.json").write_text(json.dumps(asdict(s), indent=2) + "\n")
+    atomic_write_text(paths.live / "score.json", json.dumps(asdict(s), indent=2) + "\n")
     run_step("the timeline plot", plot_cmd(paths, held), stdout=subprocess.DEVNULL)
     times["end"] = time.monotonic()
     console.rule("[bold]result")

@@ -22,6 +22,7 @@ Everything is a pure function of (clip, time), like streamer.synthetic, and is w
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ import cv2
 import numpy as np
 
 from model.classes import BACKGROUND
+from model.files import atomic_write_text
 from streamer.synthetic import noise, write_media
 
 CLASSES = ("bell", "horn", "bird")
@@ -227,14 +229,15 @@ def write_annotations(path: str | Path, clips: list[Clip], suffix: str = ".mp4",
     """The model.extract CSV (`file,label,start,end[,split]`): one row per event, a row with an
     empty label for a file without one. Distractors are not events, so they get no row."""
     path = Path(path)
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["file", "label", "start", "end"] + (["split"] if splits else []))
-        for c in clips:
-            extra = [splits[c.name]] if splits else []
-            events = [p for p in c.parts if p.event]
-            for p in events:
-                w.writerow([c.name + suffix, p.label, p.start, p.end, *extra])
-            if not events:
-                w.writerow([c.name + suffix, "", 0, 0, *extra])
+    table = io.StringIO(newline="")
+    w = csv.writer(table)
+    w.writerow(["file", "label", "start", "end"] + (["split"] if splits else []))
+    for c in clips:
+        extra = [splits[c.name]] if splits else []
+        events = [p for p in c.parts if p.event]
+        for p in events:
+            w.writerow([c.name + suffix, p.label, p.start, p.end, *extra])
+        if not events:
+            w.writerow([c.name + suffix, "", 0, 0, *extra])
+    atomic_write_text(path, table.getvalue())
     return path

@@ -9,7 +9,8 @@ for all streams; every record and interval gains `stream` (0-based, command-line
 `source` (what was opened); each stream's records are in segment order. A stream that ends or
 fails does not stop the others: the run ends when every stream has ended (or on Ctrl+C,
 SIGTERM / SIGHUP, --duration), with one summary line per stream; then a failed stream's fault
-is raised (one line, naming the stream).
+is raised (one line, naming the stream), else the fault of an output that could not be written
+(a full disk: streamer.sinks).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import IO, Any
+from typing import Any
 
 from model.errors import UserError
 from model.provenance import Provenance
@@ -29,7 +30,7 @@ from streamer.pipeline import Pipeline, Summary
 from streamer.records import log_line
 from streamer.runtime import Runtime, assemble, load_runtime, say
 from streamer.signals import StopSignals
-from streamer.sinks import Sink, open_output
+from streamer.sinks import LineFile, OutputFault, Sink, fault_line, output_faults
 from streamer.sources import Source
 
 WAIT_S = 0.1  # how often the main thread looks for Ctrl+C while the streams run
@@ -56,24 +57,6 @@ def open_sources(opts: AppOptions) -> list[tuple[AppOptions, Source]]:
     return opened
 
 
-class SharedFile:
-    """One output file written by every stream's thread: whole lines, under a lock, flushed."""
-
-    def __init__(self, path: str) -> None:
-        self._f: IO[str] = open_output(path)
-        self._lock = threading.Lock()
-
-    def write(self, line: str) -> None:
-        with self._lock:
-            self._f.write(line + "\n")
-            self._f.flush()
-
-    def close(self) -> None:
-        with self._lock:
-            if not self._f.closed:
-                self._f.close()
-
-
 class Tagged:
     """A stream's view of a shared sink: its records gain `stream` and `source`; closing it
     leaves the shared sink open (the runner closes that once every stream has ended)."""
@@ -92,7 +75,11 @@ class LogWriter:
     """The one prediction log (streamer.records.log_line per record)."""
 
     def __init__(self, path: str) -> None:
-        self.file = SharedFile(path)
+        self.file = LineFile(path, "pass another --log")
+
+    @property
+    def fault(self) -> OutputFault | None:
+        return self.file.fault
 
     def on_segment(self, record: dict) -> None:
         self.file.write(log_line(record))
@@ -104,7 +91,7 @@ class LogWriter:
 class StreamEvents:
     """One stream's event intervals, written to the shared event file with its `stream`."""
 
-    def __init__(self, file: SharedFile, tags: Mapping[str, Any], opts: AppOptions,
+    def __init__(self, file: LineFile, tags: Mapping[str, Any], opts: AppOptions,
                  background: str, threshold: float, provenance: Provenance,
                  listeners: Sequence[Any] = ()) -> None:
         self.file, self.listeners = file, list(listeners)
@@ -136,7 +123,7 @@ class Outputs:
 
         self.opts, self.rt = opts, rt
         self.log = LogWriter(opts.log) if opts.log else None
-        self.events = SharedFile(opts.events) if opts.events else None
+        self.events = LineFile(opts.events, "pass another --events") if opts.events else None
         self.console = make_multi_console(opts.headless, names, rt.model.class_names,
                                           on_reader_gone=on_reader_gone)
 
@@ -158,6 +145,10 @@ class Outputs:
         for f in (self.log, self.events, self.console):
             if f is not None:
                 f.close()
+
+    def faults(self) -> list[OutputFault]:
+        """The outputs that could not be written (streamer.sinks.output_faults)."""
+        return output_faults((self.log, self.events, self.console))
 
 
 def run_all(pipes: Sequence[Pipeline]) -> list[Summary]:
@@ -248,6 +239,11 @@ def run_many(opts: AppOptions, runtime: Runtime | None = None,
     failed = [(i, names[i], s.error) for i, s in enumerate(summaries) if s.error is not None]
     for i, name, error in failed[1:]:
         say(f"stream {i} ({name}) failed: {error}")
+    faults = outputs.faults()
     if failed:
+        for fault in faults:
+            say(f"error: {fault}")
         raise stream_fault(*failed[0])
+    if faults:
+        raise fault_line(faults)
     return summaries

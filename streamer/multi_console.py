@@ -20,18 +20,24 @@ from typing import Any, TextIO
 
 from streamer.console import LineWriter, plain_line
 from streamer.records import log_line
+from streamer.sinks import OutputFault
 
 Status = Callable[[], Mapping[str, Any]]
 
 
 class Lines:
     """Whole lines from every stream's thread (streamer.console.LineWriter: when the reader
-    goes away, nothing more is written and `on_reader_gone` is called once)."""
+    goes away, nothing more is written and `on_reader_gone` is called once; a stream that
+    fails otherwise leaves its `fault`)."""
 
     def __init__(self, stream: TextIO | None = None,
                  on_reader_gone: Callable[[], None] | None = None) -> None:
         self.out = LineWriter(stream, on_reader_gone)
         self._lock = threading.Lock()
+
+    @property
+    def fault(self) -> OutputFault | None:
+        return self.out.fault
 
     def _write(self, line: str) -> None:
         with self._lock:

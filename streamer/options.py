@@ -43,7 +43,10 @@ EPILOG = """\
     python main.py --synthetic --random-weights --duration 20
 
 Ends on Ctrl+C, at the end of the file or after --duration seconds; the prediction log
-(--log) and event intervals (--events) are flushed segment by segment. See docs/STREAMING.md.
+(--log) and event intervals (--events) are flushed segment by segment. Exit status: 0 for an
+ended stream, 2 for an error (one line), a file or stdout that could not be written included
+(a full disk: that output stops at its last whole line, the others go on), 128 + N for signal N.
+See docs/STREAMING.md.
 """
 
 

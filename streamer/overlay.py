@@ -21,6 +21,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -32,6 +33,7 @@ import numpy as np
 from model.errors import UserError
 from model.provenance import Provenance
 from streamer.palette import class_color, short_name
+from streamer.sinks import OutputFault
 
 # Audio blocks up to this far from where the previous one ended count as contiguous.
 AUDIO_JITTER_S = 0.01
@@ -298,6 +300,7 @@ class OverlayWriter:
         self.path = Path(path)
         self._enc = _Encoder(self.path, fps, size, sample_rate, self.options, t0)
         self._error: BaseException | None = None
+        self.fault: OutputFault | None = None  # set by close() when the file could not be written
         self._closed = False
         self._queue: queue.Queue | None = None
         if self.options.threaded:
@@ -320,17 +323,22 @@ class OverlayWriter:
             if item is _STOP:
                 return
             if self._error is None:
-                try:
-                    item[0](*item[1:])
-                except BaseException as e:  # reported by close(); the stream goes on
-                    self._error = e
+                self._call(*item)
+
+    def _call(self, fn, *args) -> None:
+        try:
+            fn(*args)
+        except BaseException as e:  # reported by close(); the stream goes on
+            self._error = e
 
     def _do(self, fn, *args) -> None:
         if self._closed:
             raise RuntimeError("OverlayWriter is closed")
+        if self._error is not None:
+            return
         if self._queue is None:
-            fn(*args)
-        elif self._error is None:
+            self._call(fn, *args)
+        else:
             self._queue.put((fn, *args))
 
     def add_frame(self, t: float, rgb: np.ndarray) -> None:
@@ -350,6 +358,10 @@ class OverlayWriter:
         self._do(self._enc.on_segment, record)
 
     def close(self) -> None:
+        """Finish the file. A write that failed (a full disk) leaves `fault` and no file: a
+        video cut before its end does not play. Any other failure is raised."""
+        import av
+
         if self._closed:
             return
         self._closed = True
@@ -357,9 +369,16 @@ class OverlayWriter:
             self._queue.put(_STOP)
             self._thread.join()
         if self._error is None:
-            self._enc.close()
+            self._call(self._enc.close)
         else:
-            try:
+            with suppress(OSError, av.FFmpegError):
                 self._enc.container.close()
-            finally:
-                raise RuntimeError(f"overlay {self.path}: {self._error}") from self._error
+        e = self._error
+        if e is None:
+            return
+        if not isinstance(e, OSError | av.FFmpegError):
+            raise RuntimeError(f"overlay {self.path}: {e}") from e
+        self.path.unlink(missing_ok=True)
+        self.fault = OutputFault(
+            f"cannot write the overlay {self.path} ({getattr(e, 'strerror', None) or e}): "
+            "removed the unfinished video; free space on its disk or give another --overlay")

@@ -27,9 +27,10 @@ import numpy as np
 from model.annotations import AnnotatedFile, detect_format, parse_annotations, second_labels
 from model.classes import BACKGROUND
 from model.errors import UserError, run_cli
+from model.files import atomic_path
 from model.provenance import Provenance
 from streamer.palette import PALETTE, UNKNOWN_COLOR, class_color, short_name
-from streamer.records import read_log
+from streamer.records import read_predictions
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,11 @@ def read_truth(spec: str, n_seconds: int, classes: Classes,
     """Per-second true labels (length `n_seconds`, or the truth's own length if longer)."""
     path = Path(spec)
     if path.is_file():
-        text = path.read_text()
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            raise UserError(f"truth {spec} is not a text file; give an AVE Annotations.txt, a "
+                            "file,label,start,end CSV, or a per-second label list") from None
     elif "&" in spec:  # one literal Annotations.txt line
         text = spec
     else:
@@ -251,14 +256,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise UserError(f"cannot write {out}: folder {out.parent} does not exist; create it")
-    records = read_log(args.log)
+    got = read_predictions(args.log)
+    records = got.records
     truth = None
     if args.truth:
         n = int(np.ceil(max(float(r.get("end", r["segment"] + 1)) for r in records)))
         truth = read_truth(args.truth, n, Classes.from_log(records), args.truth_id)
     fig = plot_timeline(records, truth, args.title or Path(args.log).name)
-    fig.savefig(out)
-    msg = f"wrote {out} ({len(records)} segments"
+    try:
+        with atomic_path(out, suffix=out.suffix) as tmp:  # a full disk leaves no half picture
+            fig.savefig(tmp)
+    except OSError as e:
+        raise UserError(f"cannot write {out} ({e.strerror or e}); free space on its disk or "
+                        "pass another --out") from None
+    msg = f"wrote {out} ({len(records)} segments, {got.skipped_text()}"
     if truth:
         msg += f", segment accuracy {segment_accuracy(records, truth):.1%}"
     print(msg + ")")

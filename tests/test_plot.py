@@ -100,10 +100,9 @@ def test_real_ave_annotation():
 def test_read_log_errors(tmp_path):
     with pytest.raises(UserError, match="not found"):
         read_log(tmp_path / "none.jsonl")
-    bad = tmp_path / "bad.jsonl"
+    bad = tmp_path / "bad.jsonl"  # a line that is not a record is skipped (tests/test_full_disk)
     bad.write_text(log_line(records([1])[0]) + "\n{oops\n")
-    with pytest.raises(UserError, match="line 2"):
-        read_log(bad)
+    assert read_log(bad) == records([1])
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
     with pytest.raises(UserError, match="no predictions"):

@@ -463,8 +463,10 @@ class ChoiceCache:
         except (OSError, ValueError):
             return {}
         ok = (isinstance(data, dict) and data.get("format") == CACHE_FORMAT
-              and data.get("version") == CACHE_VERSION)
-        return data if ok else {}
+              and data.get("version") == CACHE_VERSION
+              and isinstance(data.get("machines", {}), dict)
+              and all(isinstance(m, dict) for m in data.get("machines", {}).values()))
+        return data if ok else {}  # a damaged cache is measured again
 
     def load(self, slot: str) -> dict[str, Any] | None:
         return self._read().get("machines", {}).get(self.key, {}).get(slot)
