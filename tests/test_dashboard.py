@@ -408,14 +408,18 @@ def test_demo_in_a_real_terminal_advances(tmp_path):
                     reason="needs tmux and main.py")
 def test_main_dashboard_in_tmux_advances_each_second(tmp_path):
     session = f"jcamain{time.monotonic_ns()}"
+    # explicit K and extractor path: the dashboard is under test here, not this machine's probe
     cmd = (f"cd {ROOT} && {sys.executable} main.py --synthetic --random-weights --duration 6 "
-           f"--backend eager --log {tmp_path / 'p.jsonl'} --events {tmp_path / 'e.jsonl'}; "
-           "sleep 30")
+           "--backend eager --frames-per-segment 1 --extractor-path fp32 "
+           f"--log {tmp_path / 'p.jsonl'} --events {tmp_path / 'e.jsonl'}; echo RUN-ENDED; "
+           "sleep 60")
     _tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", cmd)
     try:
         seen: list[int] = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (not seen or seen[-1] < 5):
+        deadline = time.monotonic() + 300  # a hang guard only: the run ends by itself
+        screen = ""
+        while (time.monotonic() < deadline and (not seen or seen[-1] < 5)
+               and "RUN-ENDED" not in screen):
             screen = _tmux("capture-pane", "-p", "-t", session)
             segs = [int(m) for m in re.findall(r"│ segment (\d+) ", screen)]
             if segs and (not seen or segs[0] != seen[-1]):
