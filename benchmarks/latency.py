@@ -233,7 +233,7 @@ def machine(device: str) -> dict[str, Any]:
 def run(a: argparse.Namespace, parts: Parts, command: str) -> dict[str, Any]:
     """Every run the flags ask for; the report (JSON object)."""
     base = RunSpec("main", k=parts.k, fast=a.fast, seconds=a.duration, backend=a.backend,
-                   lookahead=a.lookahead)
+                   lookahead=parts.runtime.lookahead)
     with tempfile.TemporaryDirectory(prefix="jca-latency-") as tmp_name:
         tmp = Path(tmp_name)
         parts.warm_up(a.backend)
@@ -285,7 +285,8 @@ def run(a: argparse.Namespace, parts: Parts, command: str) -> dict[str, Any]:
                    "backend_precision": picked.precision,
                    "extractor_precision": parts.runtime.extractor_precision, "k": parts.k,
                    "frames_default": parts.opts.frames_per_segment is None,
-                   "frames_reason": parts.runtime.frames_reason, "lookahead": a.lookahead,
+                   "frames_reason": parts.runtime.frames_reason,
+                   "lookahead": parts.runtime.lookahead,
                    **parts.runtime.provenance.fields(),
                    "setup_s": parts.setup_s},
         "main": main, "comparisons": comparisons, "streams": streams,

@@ -103,6 +103,15 @@ def add_protocol_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--val-every", type=int, default=TrainOptions.val_every)
     ap.add_argument("--weight-decay", type=float, default=TrainOptions.weight_decay)
     ap.add_argument("--seed", type=int, default=TrainOptions.seed)
+    ap.add_argument("--online", action="store_true",
+                    help="train on the windows a live run labels from (model.online), for "
+                         "--lookahead K")
+    ap.add_argument("--lookahead", type=int, default=TrainOptions.lookahead, metavar="K",
+                    help="with --online: the lookahead main.py will run with (default 0)")
+    ap.add_argument("--online-ends", type=int, default=TrainOptions.online_ends, metavar="N",
+                    help="with --online: live windows per clip and epoch besides the whole clip")
+    ap.add_argument("--edge-weight", type=float, default=TrainOptions.edge_weight,
+                    help="with --online: extra loss weight of the segment a live run labels")
 
 
 def protocol_options(args: argparse.Namespace, ablation: str | None = None) -> TrainOptions:
@@ -110,4 +119,6 @@ def protocol_options(args: argparse.Namespace, ablation: str | None = None) -> T
     return TrainOptions(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                         loss=args.loss, val_every=args.val_every,
                         weight_decay=args.weight_decay, seed=args.seed, preset=args.preset,
-                        ablation=ablation, overrides=parse_overrides(args.set))
+                        ablation=ablation, overrides=parse_overrides(args.set),
+                        online=args.online, lookahead=args.lookahead,
+                        online_ends=args.online_ends, edge_weight=args.edge_weight)

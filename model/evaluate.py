@@ -10,7 +10,8 @@ over all classes), per-class accuracy, the confusion matrix (JSON, and a PNG bes
 streaming accuracy for each lookahead k = 0..9: every segment labelled only from the 10-segment
 window that ends k segments after it, padded during warm-up exactly as the live detector does
 (model.data.window_for_segment) - the accuracy a live user gets. k = 9 sees whole clips and
-equals the offline accuracy.
+equals the offline accuracy. `train.online_lookahead` says which lookahead a checkpoint trained
+with `model.train --online` was trained for (null: the paper's whole-clip protocol).
 
 --predictions OUT.npz holds per-segment probabilities and labels so anyone can recompute every
 number: probs (n, 10, C) float32, labels (n, 10) int64, clips (n,) row indices,
@@ -37,6 +38,7 @@ from model.data import PAD_MODES, SEGMENTS, AVEData, window_for_segment
 from model.errors import UserError, run_cli
 from model.files import atomic_path, atomic_write_text
 from model.metrics import pooled_accuracy, summarize
+from model.protocol import online_lookahead
 from model.provenance import Provenance
 from model.train import predict
 
@@ -93,6 +95,7 @@ def evaluate(model: torch.nn.Module, ckpt: Checkpoint, data: AVEData, split: str
         arrays["stream_pad"] = np.array(pad)
     report["train"] = {k: ckpt.meta.get("train", {}).get(k)
                        for k in ("best_val_accuracy", "best_epoch", "selected")}
+    report["train"]["online_lookahead"] = online_lookahead(ckpt.meta)  # None: whole clips
     report["random_features"] = ckpt.meta.get("random_features")
     return report, arrays
 
@@ -148,6 +151,9 @@ def render(report: dict[str, Any], console: Console) -> None:
     head.add_row("event vs background F1", f"{ev['f1']:.4f}")
     head.add_row("event precision / recall", f"{ev['precision']:.4f} / {ev['recall']:.4f}")
     head.add_row(f"ECE ({report['ece_bins']} bins)", f"{report['ece']:.4f}")
+    trained_for = (report.get("train") or {}).get("online_lookahead")
+    head.add_row("training", "whole clips" if trained_for is None
+                 else f"online, for lookahead {trained_for} s")
     provenance = Provenance.of(untrained=False, random_features=bool(report.get("random_features")))
     if provenance.tag:
         head.add_row("features", f"[yellow]{provenance.tag}[/]: {provenance.reason}")

@@ -1,7 +1,9 @@
 """The training protocol: what model.train, model.ablations and the benchmarks train with.
 
     opts = TrainOptions(epochs=30, lr=1e-3, loss="ce", overrides=(("hidden", 64),))
+    opts = TrainOptions(online=True, lookahead=0)   # trained for the live edge (model.online)
     cfg = opts.config(num_classes=29)     # the JCAConfig it trains; bad values -> UserError
+    online_lookahead(ckpt.meta)           # the lookahead a checkpoint was trained for, or None
 
 Defaults are the reference implementation's (FACTS section 2). Options are checked when made.
 """
@@ -14,6 +16,7 @@ from typing import Any
 
 from model.config import ABLATIONS, PRESETS, JCAConfig, preset
 from model.errors import UserError
+from model.limits import check_lookahead
 
 LOSSES = ("msl", "ce", "bce")
 
@@ -32,6 +35,11 @@ class TrainOptions:
     preset: str = "paper"
     ablation: str | None = None
     overrides: tuple[tuple[str, Any], ...] = ()  # JCAConfig field overrides, e.g. (("hidden", 64),)
+    # the online protocol (model.online); off: the paper's whole-clip training
+    online: bool = False
+    lookahead: int = 0  # the live lookahead it is trained for
+    online_ends: int = 3  # live windows per clip and epoch, besides the whole clip
+    edge_weight: float = 4.0  # extra loss weight of the positions a live run labels from
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -47,6 +55,14 @@ class TrainOptions:
         if self.ablation is not None and self.ablation not in ABLATIONS:
             raise UserError(f"unknown ablation {self.ablation!r}; choose one of "
                             f"{sorted(ABLATIONS)}")
+        check_lookahead(self.lookahead)
+        if not self.online and self.lookahead:
+            raise UserError("--lookahead sets what --online trains for: add --online, or drop "
+                            "--lookahead")
+        if self.online_ends < 0:
+            raise UserError(f"--online-ends must be >= 0, got {self.online_ends}")
+        if not (self.edge_weight >= 0 and math.isfinite(self.edge_weight)):
+            raise UserError(f"--edge-weight must be a number >= 0, got {self.edge_weight}")
 
     def config(self, num_classes: int) -> JCAConfig:
         try:
@@ -59,3 +75,10 @@ class TrainOptions:
         d = asdict(self)
         d["overrides"] = dict(self.overrides)
         return d
+
+
+def online_lookahead(meta: dict[str, Any]) -> int | None:
+    """The lookahead a checkpoint was trained for with the online protocol; None for the paper's
+    protocol (and for checkpoints older than the online protocol)."""
+    protocol = (meta.get("train") or {}).get("protocol") or {}
+    return int(protocol.get("lookahead", 0)) if protocol.get("online") else None

@@ -3,10 +3,13 @@
     python -m model.train --data AVE/ --out runs/jca.pt
     python -m model.train --data runs/synth --out runs/synth.pt --epochs 30 --lr 1e-3 --loss ce
     python -m model.train --data runs/synth --out runs/synth.pt --resume   # after Ctrl+C
+    python -m model.train --data runs/synth --out runs/live.pt --online --lookahead 0
 
 The default protocol is the reference implementation's (FACTS section 2): Adam lr 1e-4, batch 64,
 300 epochs, MultiLabelSoftMarginLoss on the softmax outputs, ReduceLROnPlateau(0.5, 10) on the
 epoch's training loss, validation every 5 epochs and the best-on-validation weights kept.
+--online trains the same model on the windows a live run labels from (model.online); the
+checkpoint's meta.train.protocol records `online` and the `lookahead` it was trained for.
 
 Files: --out CKPT gets the best-on-validation model (a model.checkpoint file, written atomically
 at each improvement); CKPT.resume holds the last finished epoch (weights, optimizer, scheduler,
@@ -46,6 +49,7 @@ from model.data import AVEData
 from model.errors import UserError, run_cli
 from model.metrics import pooled_accuracy
 from model.network import JCANet
+from model.online import live_windows, weighted_loss
 from model.protocol import TrainOptions
 
 STATE_FORMAT = "jca-live-train-state"
@@ -152,11 +156,11 @@ def train(data: AVEData, out: str | Path, opts: TrainOptions, *, resume: bool = 
                 t0 = time.perf_counter()
                 model.train()
                 total, count = 0.0, 0
+                ends = np.random.default_rng([opts.seed, epoch, 1])  # the online windows
                 for audio, visual, labels in data.batches("train", opts.batch_size,
                                                           seed=opts.seed, epoch=epoch,
                                                           cache=cache):
-                    logits = model(torch.from_numpy(audio), torch.from_numpy(visual))
-                    loss = compute_loss(opts.loss, logits, torch.from_numpy(labels))
+                    loss = _batch_loss(model, opts, audio, visual, labels, ends)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
@@ -202,6 +206,21 @@ def train(data: AVEData, out: str | Path, opts: TrainOptions, *, resume: bool = 
     return TrainResult(best_val, best_epoch, epochs_run, history, out)
 
 
+def _batch_loss(model: torch.nn.Module, opts: TrainOptions, audio: np.ndarray,
+                visual: np.ndarray, labels: np.ndarray, ends: np.random.Generator
+                ) -> torch.Tensor:
+    """The training loss of one batch of clips: on the whole clips (the paper), or on the live
+    windows of the online protocol."""
+    if not opts.online:
+        logits = model(torch.from_numpy(audio), torch.from_numpy(visual))
+        return compute_loss(opts.loss, logits, torch.from_numpy(labels))
+    w = live_windows(audio, visual, labels, opts.lookahead, opts.online_ends, opts.edge_weight,
+                     ends)
+    logits = model(torch.from_numpy(w.audio), torch.from_numpy(w.visual))
+    return weighted_loss(opts.loss, logits, torch.from_numpy(w.labels),
+                         torch.from_numpy(w.weights))
+
+
 def _status(history: list[dict[str, Any]]) -> str:
     if not history:
         return ""
@@ -239,7 +258,7 @@ def _load_state(state_file: Path, model: torch.nn.Module, optimizer: torch.optim
                         "without --resume") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise UserError(f"{state_file} is not a training state file; run without --resume")
-    saved = dict(state["options"])
+    saved = {**TrainOptions().to_dict(), **state["options"]}  # fields added since: defaults
     now = opts.to_dict()
     changed = [k for k in now if k != "epochs" and saved.get(k) != now[k]]
     if changed:

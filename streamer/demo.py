@@ -14,10 +14,12 @@ second run goes straight to the replay and a changed setting rebuilds only what 
                when they are in the weights cache, else seeded RANDOM weights, said loudly), at
                the frames per segment the live run will use: with --frames-per-segment auto
                (the default) the K main.py picks on this machine (python -m streamer.autok)
-  3. model     python -m model.train
+  3. model     python -m model.train --online --lookahead K (trained on the windows a live run at
+               lookahead K labels from; --no-online: the paper's whole-clip protocol)
   4. live      python main.py --replay <held-out clip> --checkpoint <model> (real time, with the
-               dashboard), then the live labels against the clip's truth per second, and
-               python -m streamer.plot for the timeline PNG
+               dashboard; an online model runs at the lookahead it was trained for), then the
+               live labels against the clip's truth per second, and python -m streamer.plot for
+               the timeline PNG
 
 Exit status 1 when the live accuracy is under --target (0.9).
 """
@@ -75,7 +77,8 @@ class DemoOptions:
     loss: str = "ce"
     model: tuple[str, ...] = HALF_WIDTH  # model.train --set NAME=VALUE, on the paper preset
     backend: str | None = None  # main.py --backend (None: its default)
-    lookahead: int = 2  # main.py --lookahead: seconds of future context per label
+    online: bool = True  # model.train --online: trained for the live edge at `lookahead`
+    lookahead: int = 0  # seconds of future context per label, trained for and run with
     duration: float | None = None  # replay only the first S seconds of the held-out clip
     fast: bool = False  # replay as fast as the pipeline goes (tests)
     headless: bool = False  # no dashboard
@@ -173,7 +176,8 @@ def plan(opts: DemoOptions, random_weights: bool, weights_key: dict[str, Any]
               "random": random_weights, "weights": weights_key}
     s_model = {"features": settings_key(s_feat), "epochs": opts.epochs, "lr": opts.lr,
                "batch_size": opts.batch_size, "loss": opts.loss, "model": list(opts.model),
-               "seed": opts.seed}
+               "seed": opts.seed, "online": opts.online,
+               "lookahead": opts.lookahead if opts.online else None}
     paths = Paths(work / f"clips-{settings_key(s_clips)}",
                   work / f"features-{settings_key(s_feat)}",
                   work / f"model-{settings_key(s_model)}", work / "live")
@@ -260,6 +264,8 @@ def train_cmd(opts: DemoOptions, paths: Paths) -> list[str]:
            "--val-every", "1", "--seed", str(opts.seed), "--threads", "1", "--no-progress"]
     for item in opts.model:
         cmd += ["--set", item]
+    if opts.online:
+        cmd += ["--online", "--lookahead", str(opts.lookahead)]
     if (paths.checkpoint.parent / (paths.checkpoint.name + ".resume")).is_file():
         cmd.append("--resume")  # an interrupted run goes on where it stopped
     return cmd
@@ -275,10 +281,11 @@ def pick_frames() -> int:
 
 def replay_cmd(opts: DemoOptions, paths: Paths, frames: str) -> list[str]:
     cmd = [sys.executable, str(ROOT / "main.py"), "--replay", str(paths.held_out),
-           "--checkpoint", str(paths.checkpoint), "--lookahead", str(opts.lookahead),
-           "--frames-per-segment", frames,
+           "--checkpoint", str(paths.checkpoint), "--frames-per-segment", frames,
            "--log", str(paths.live / "predictions.jsonl"),
            "--events", str(paths.live / "events.jsonl")]
+    if not opts.online:  # an online checkpoint says its lookahead to main.py itself
+        cmd += ["--lookahead", str(opts.lookahead)]
     if opts.duration is not None:
         cmd += ["--duration", str(opts.duration)]
     if opts.backend is not None:
@@ -370,7 +377,8 @@ def run(opts: DemoOptions, console: Console | None = None) -> Score:
         run_step("feature extraction", extract_cmd(opts, paths, random_weights, tty))
         mark_done(paths.features, settings["features"])
 
-    step("model", f"JCA, {opts.epochs} epochs")
+    step("model", f"JCA, {opts.epochs} epochs, "
+         + (f"online for lookahead {opts.lookahead} s" if opts.online else "whole clips"))
     if is_done(paths.checkpoint.parent):
         console.print(f"cached: {paths.checkpoint}", soft_wrap=True)
     else:
@@ -448,7 +456,11 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions:
     ap.add_argument("--set", action="append", default=None, metavar="NAME=VALUE",
                     help="model config override for model.train (repeatable; default "
                          f"{' '.join(HALF_WIDTH)})")
-    ap.add_argument("--lookahead", type=int, default=d.lookahead, metavar="K")
+    ap.add_argument("--online", action=argparse.BooleanOptionalAction, default=d.online,
+                    help="train for the live edge (model.train --online; default) or on whole "
+                         "clips (--no-online)")
+    ap.add_argument("--lookahead", type=int, default=d.lookahead, metavar="K",
+                    help="seconds of future context per label, trained for and run with")
     ap.add_argument("--backend", default=None, help="main.py --backend (default: its own)")
     ap.add_argument("--duration", type=float, default=None, metavar="S",
                     help="replay only the first S seconds")
@@ -461,7 +473,8 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions:
                        weights_dir=a.weights_dir, epochs=a.epochs, lr=a.lr,
                        batch_size=a.batch_size, loss=a.loss,
                        model=d.model if a.set is None else tuple(a.set),
-                       backend=a.backend, lookahead=a.lookahead, duration=a.duration, fast=a.fast,
+                       backend=a.backend, online=a.online, lookahead=a.lookahead,
+                       duration=a.duration, fast=a.fast,
                        headless=a.headless, target=a.target)
 
 

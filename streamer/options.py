@@ -64,7 +64,7 @@ class AppOptions:
     device: str = "auto"
     frames_per_segment: int | None = None  # None: auto on a CPU, the recipe on a GPU
     extractor_path: str = "fp32"  # on a CPU; main.py's default is "auto" (model.extractors.paths)
-    lookahead: int = 0
+    lookahead: int | None = None  # None: what an online checkpoint was trained for, else 0
     log: str | None = "runs/predictions.jsonl"
     events: str | None = "runs/events.jsonl"
     headless: bool = False
@@ -96,7 +96,8 @@ class AppOptions:
         check_choice("--extractor-path", self.extractor_path, EXTRACTOR_PATHS)
         if self.frames_per_segment is not None:
             check_frames_per_segment(self.frames_per_segment)
-        check_lookahead(self.lookahead)
+        if self.lookahead is not None:
+            check_lookahead(self.lookahead)
         check_positive("--duration", self.duration)
         check_av_offset(self.av_offset)
         check_non_negative("--min-event", self.min_event)
@@ -137,8 +138,10 @@ def add_source_and_model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--extractor-path", default="auto", choices=EXTRACTOR_PATHS,
                     help="how VGG19 and VGGish run on a CPU (default auto: the fastest path "
                          "that keeps the fp32 features on this machine, chosen once; fp32: eager)")
-    ap.add_argument("--lookahead", type=int, default=0, metavar="K",
-                    help="label the segment K s back, with K s of future context (0..9)")
+    ap.add_argument("--lookahead", type=int, metavar="K",
+                    help="label the segment K s back, with K s of future context (0..9; "
+                         "default: the lookahead a checkpoint trained with --online was trained "
+                         "for, else 0)")
     ap.add_argument("--duration", type=float, metavar="S", help="stop after S s of stream")
     ap.add_argument("--fast", action="store_true",
                     help="replay/synthetic as fast as the pipeline goes, nothing dropped")

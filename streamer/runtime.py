@@ -9,7 +9,9 @@ assemble it with any source and sinks into a Pipeline.
 main.py (streamer.app) loads one runtime per run; benchmarks.latency assembles one runtime with
 many sources and variants (`dataclasses.replace(rt, backend=...)`). Loading says on stderr what
 it found: a recipe note, the provenance warning (UNTRAINED / RANDOM FEATURES), what
-`--backend auto` picked, the frames per segment and why. Defaults follow the device: on a CPU
+`--backend auto` picked, the frames per segment and why, and the lookahead when it comes from
+the checkpoint (one trained with `model.train --online` runs at the lookahead it was trained for
+unless --lookahead says otherwise). Defaults follow the device: on a CPU
 the extractors run on the fastest faithful path of this machine (`extractor_path="auto"`) and K
 is `--frames-per-segment auto` (streamer.autok: the largest K <= 16 at real-time factor <= 0.7,
 measured once per machine); on a GPU the checkpoint's recipe or the AVE recipe's 16.
@@ -31,6 +33,7 @@ from model.extractors.realtime import FramesChoice
 from model.inference import InferenceModel
 from model.inference import load_model as load_inference_model
 from model.limits import resolve_device
+from model.protocol import online_lookahead
 from model.provenance import Provenance
 from model.recipe import FeatureRecipe
 from streamer import autok
@@ -63,6 +66,7 @@ class Runtime:
     extractor_precision: str = "fp32"
     frames_reason: str = ""  # how K was picked: "auto (probe): 3 frames per segment: ..."
     frames_note: str = ""  # the dashboard header's short form: "auto, RTF 0.62"
+    lookahead: int = 0  # --lookahead, else what the checkpoint was trained online for, else 0
 
 
 def load_model(opts: AppOptions) -> InferenceModel:
@@ -123,6 +127,18 @@ def build_feature_extractors(opts: AppOptions, model: InferenceModel, device: st
         extractor_path=opts.extractor_path if device == "cpu" else "fp32")
 
 
+def resolve_lookahead(lookahead: int | None, model: InferenceModel) -> int:
+    """--lookahead, else the lookahead an online-trained checkpoint was trained for (said on
+    stderr), else 0."""
+    if lookahead is not None:
+        return lookahead
+    trained = online_lookahead(model.meta)
+    if trained is None:
+        return 0
+    say(f"lookahead {trained} s: {model.name} was trained online for it (--lookahead overrides)")
+    return trained
+
+
 def load_runtime(opts: AppOptions) -> Runtime:
     """Model, extractors and backend for these options; user mistakes are UserErrors."""
     from model.backends.build import live_backend
@@ -158,6 +174,7 @@ def load_runtime(opts: AppOptions) -> Runtime:
     elif opts.checkpoint:
         say(f"warning: {model.name} records no feature recipe; cannot check the live features "
             "match its training features")
+    lookahead = resolve_lookahead(opts.lookahead, model)
     provenance = model.provenance
     if provenance is Provenance.TRAINED and live_recipe.random_weights:
         provenance = Provenance.RANDOM_FEATURES
@@ -165,16 +182,18 @@ def load_runtime(opts: AppOptions) -> Runtime:
         say(provenance.note)
     return Runtime(model, visual.frame_features, audio, backend, device, frames.frames,
                    provenance, label, visual.options.precision, frames.reason,
-                   autok.header_note(frames))
+                   autok.header_note(frames), lookahead)
 
 
-def assemble(rt: Runtime, source: Source, sinks: Sequence[Sink] = (), *, lookahead: int = 0,
+def assemble(rt: Runtime, source: Source, sinks: Sequence[Sink] = (), *,
+             lookahead: int | None = None,
              av_offset: float = 0.0, duration: float | None = None,
              frames_per_segment: int | None = None, incremental: bool = True) -> Pipeline:
     """A Pipeline of this runtime on `source`, calling `sinks` in order for every segment.
-    frames_per_segment: None for the runtime's own K."""
+    frames_per_segment, lookahead: None for the runtime's own."""
     k = frames_per_segment or rt.frames_per_segment
-    detector = Detector(rt.backend, rt.model.class_names, lookahead=lookahead,
+    detector = Detector(rt.backend, rt.model.class_names,
+                        lookahead=rt.lookahead if lookahead is None else lookahead,
                         temperature=rt.model.temperature)
     options = PipelineOptions(frames_per_segment=k, av_offset=av_offset, duration=duration,
                               provenance=rt.provenance, incremental=incremental)

@@ -121,7 +121,25 @@ def test_each_step_is_keyed_by_the_settings_it_depends_on(tmp_path):
     assert keys(epochs=3)[:2] == (c, f) and keys(epochs=3)[2] != m
     assert keys(frames_per_segment=2)[0] == c and keys(frames_per_segment=2)[1] != f
     assert len({*keys(clips=5), c, f, m}) == 6  # new clips rebuild everything
-    assert keys(lookahead=0, fast=True, headless=True, backend="eager") == (c, f, m)  # replay
+    assert keys(fast=True, headless=True, backend="eager") == (c, f, m)  # replay only
+    assert keys(lookahead=2)[:2] == (c, f) and keys(lookahead=2)[2] != m  # trained for it
+    assert keys(online=False)[2] != m
+    assert keys(online=False, lookahead=2) == keys(online=False)  # then only the replay's
+
+
+def test_the_demo_trains_online_and_main_py_takes_the_lookahead_from_it(tmp_path):
+    """The default demo trains for lookahead 0 and leaves main.py to read it from the
+    checkpoint; --no-online trains on whole clips and passes --lookahead itself."""
+    opts = demo.DemoOptions(work=str(tmp_path))
+    assert (opts.online, opts.lookahead) == (True, 0)
+    paths, _ = demo.plan(opts, True, {"random_seed": 0})
+    train = demo.train_cmd(opts, paths)
+    assert "--online" in train and train[train.index("--lookahead") + 1] == "0"
+    assert "--lookahead" not in demo.replay_cmd(opts, paths, "auto")
+    paper = demo.parse_args(["--no-online", "--lookahead", "2"])
+    assert "--online" not in demo.train_cmd(paper, paths)
+    replay = demo.replay_cmd(paper, paths, "auto")
+    assert replay[replay.index("--lookahead") + 1] == "2"
 
 
 def test_real_weights_are_used_when_the_cache_has_them(tmp_path):

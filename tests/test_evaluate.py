@@ -197,6 +197,21 @@ def test_report_names_a_model_trained_on_random_features(setup, tmp_path):
     assert report["random_features"] is True
     assert f"RANDOM FEATURES: {Provenance.RANDOM_FEATURES.reason}" in text
     assert "UNTRAINED" not in text
+    assert report["train"]["online_lookahead"] is None and "whole clips" in text
+
+
+def test_report_says_which_lookahead_an_online_checkpoint_was_trained_for(setup, tmp_path):
+    d, _, net = setup
+    with open_dataset(AVEPaths.from_dir(d)) as data:
+        ckpt_path = tmp_path / "online.pt"
+        save_checkpoint(ckpt_path, net, data.class_names, None,
+                        {"train": {"protocol": {"online": True, "lookahead": 1}}})
+        model, ckpt = load_checkpoint(ckpt_path)
+        report, _ = evaluate(model, ckpt, data, "test", streaming=False)
+    console = Console(record=True, file=io.StringIO(), width=200)
+    render(report, console)
+    assert report["train"]["online_lookahead"] == 1
+    assert "online, for lookahead 1 s" in console.export_text()
 
 
 def test_checkpoint_must_match_the_dataset(setup, tmp_path):

@@ -107,6 +107,27 @@ def test_random_features_checkpoint_vs_random_weights(tmp_path, random_extractor
     assert "UNTRAINED" in out.splitlines()[0] and "RANDOM FEATURES" not in out
 
 
+def test_online_checkpoint_runs_at_its_lookahead_unless_told(tmp_path, random_extractors,
+                                                             capsys):
+    """A checkpoint trained with --online runs at the lookahead it was trained for and says so
+    once; --lookahead overrides it; a paper-protocol checkpoint runs at 0."""
+    online = checkpoint(tmp_path / "online.pt", random_extractors.recipe,
+                        meta={"train": {"protocol": {"online": True, "lookahead": 2}}})
+    paper = checkpoint(tmp_path / "paper.pt", random_extractors.recipe,
+                       meta={"train": {"protocol": {"epochs": 300}}})
+    log = tmp_path / "log.jsonl"
+    common = {"source": "synthetic", "device": "cpu", "frames_per_segment": 1, "fast": True,
+              "duration": 4.0, "backend": "eager", "log": str(log), "events": None}
+    said = "lookahead 2 s: online.pt was trained online for it (--lookahead overrides)"
+    for ckpt, lookahead, want in ((online, None, [2, 2, 1, 0]), (online, 0, [0, 0, 0, 0]),
+                                  (paper, None, [0, 0, 0, 0])):
+        run(AppOptions(checkpoint=str(ckpt), lookahead=lookahead, **common))
+        err = capsys.readouterr().err
+        recs = [json.loads(x) for x in log.read_text().splitlines()]
+        assert [r["lookahead"] for r in recs] == want  # the last ones: flushed at the end
+        assert err.count(said) == (1 if want[0] == 2 else 0), err
+
+
 def test_recipe_mismatch_is_refused(tmp_path, random_extractors):
     from dataclasses import replace
 
@@ -143,7 +164,8 @@ def test_bad_command_lines_are_user_errors(argv, message):
 
 def test_parse_args_defaults_and_exclusive_sources():
     opts = parse_args(["--replay", "a.mp4", "--log", ""])
-    assert (opts.source, opts.replay, opts.log, opts.lookahead) == ("replay", "a.mp4", None, 0)
+    assert (opts.source, opts.replay, opts.log) == ("replay", "a.mp4", None)
+    assert opts.lookahead is None  # the checkpoint's, when it was trained online; else 0
     assert (opts.backend, opts.precision) == ("auto", "fp32")
     assert parse_args(["--synthetic", "--precision", "bf16"]).precision == "bf16"
     assert opts.events == "runs/events.jsonl" and opts.frames_per_segment is None

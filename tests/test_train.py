@@ -1,5 +1,6 @@
 """Training: the must-show comparison on complementary synthetic data, the reference loss,
-interrupt-and-resume to identical weights, and one-line errors for bad input."""
+interrupt-and-resume to identical weights, the online protocol's windows, loss and checkpoint
+record, and one-line errors for bad input."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from model.checkpoint import load_checkpoint, read_checkpoint
 from model.cli_args import parse_overrides
 from model.data import AVEPaths, open_dataset
 from model.evaluate import evaluate
-from model.protocol import TrainOptions
+from model.online import live_windows, segment_losses, weighted_loss
+from model.protocol import TrainOptions, online_lookahead
 from model.recipe import FeatureRecipe
 from model.synthetic import make_dataset
 from model.train import compute_loss, resume_path, train
@@ -281,3 +283,82 @@ def test_ablations_cli_trains_every_row_and_prints_the_papers_numbers(
             assert report["accuracy"] == r["accuracy"]
             assert r["paper"] == TABLE2[None if r["row"] == "full" else r["row"]]
             assert f"{r['paper']:.1f}" in printed
+
+
+# ---- the online protocol -------------------------------------------------------------------
+
+def test_online_windows_are_the_windows_a_live_run_labels_from():
+    """Every training window is the live detector's window (streamer.window, fed segment by
+    segment) and an independent NumPy construction; padded positions weigh nothing and the
+    positions a live run at lookahead k labels from weigh 1 + edge_weight."""
+    from streamer.window import Window
+
+    rng = np.random.default_rng(0)
+    audio = rng.random((2, 10, 128), dtype=np.float32)
+    visual = rng.random((2, 10, 7, 7, 512), dtype=np.float32)
+    labels = rng.integers(0, 3, (2, 10))
+    k, ends = 1, 3
+    w = live_windows(audio, visual, labels, k, ends, 4.0, np.random.default_rng(5))
+    assert w.audio.shape == (2 * (1 + ends), 10, 128) and w.weights.shape == (8, 10)
+    seen = []
+    for i in range(len(w.audio)):
+        clip = i // (1 + ends)
+        e = 9 - int((w.weights[i] == 0).sum())  # the padded positions say where it ends
+        seen.append(e)
+        want = np.concatenate([np.repeat(audio[clip, :1], 9 - e, 0), audio[clip, :e + 1]])
+        np.testing.assert_array_equal(w.audio[i], want)
+        live = Window(10, "repeat-first")
+        for t in range(e + 1):
+            live.push(audio[clip, t], visual[clip, t])
+        live_audio, live_visual = live.arrays()
+        np.testing.assert_array_equal(w.audio[i], live_audio)
+        np.testing.assert_array_equal(w.visual[i], live_visual)
+        np.testing.assert_array_equal(
+            w.labels[i], np.concatenate([np.repeat(labels[clip, :1], 9 - e), labels[clip, :e + 1]]))
+        weight = np.r_[np.zeros(9 - e), np.ones(e + 1)]
+        weight[9 - k:] += 4.0 if e == 9 else 0.0
+        weight[9 - k] += 0.0 if e == 9 else 4.0
+        np.testing.assert_array_equal(w.weights[i], weight)
+    for clip in range(2):  # the whole clip, then distinct ends that label a segment: k..8
+        mine = seen[clip * 4:(clip + 1) * 4]
+        assert mine[0] == 9 and len(set(mine[1:])) == ends and all(k <= e <= 8 for e in mine[1:])
+
+
+def test_weighted_loss_matches_a_float64_reference():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(4, 10, 5))
+    labels = rng.integers(0, 5, (4, 10))
+    weights = rng.random((4, 10)) * (rng.random((4, 10)) < 0.7)
+    p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    y = np.eye(5)[labels]
+    sig = 1 / (1 + np.exp(-p))
+    msl = -(y * np.log(sig) + (1 - y) * np.log(1 - sig)).mean(-1)  # (4, 10)
+    ce = -np.log(np.take_along_axis(p, labels[..., None], -1))[..., 0]
+    t = [torch.tensor(x) for x in (logits, labels, weights)]
+    for name, per_segment in (("msl", msl), ("ce", ce)):
+        want = (per_segment * weights).sum() / weights.sum()
+        assert abs(weighted_loss(name, *t).item() - want) < 1e-12
+    for name in ("msl", "ce", "bce"):  # unweighted, they are the paper protocol's losses
+        got = segment_losses(name, t[0], t[1]).mean().item()
+        assert abs(got - compute_loss(name, t[0], t[1]).item()) < 1e-12
+
+
+def test_online_checkpoint_records_the_lookahead_it_was_trained_for(tiny_data, tmp_path,
+                                                                     monkeypatch, capsys):
+    online, paper = tmp_path / "online.pt", tmp_path / "paper.pt"
+    for out, extra in ((online, ["--online", "--lookahead", "1"]), (paper, [])):
+        r = subprocess.run(_train_cli(tiny_data, out, "--epochs", "2", "--val-every", "1",
+                                      *extra), cwd=ROOT, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr
+    _, ckpt = load_checkpoint(online)
+    protocol = ckpt.meta["train"]["protocol"]
+    assert (protocol["online"], protocol["lookahead"]) == (True, 1)
+    assert online_lookahead(ckpt.meta) == 1
+    assert online_lookahead(load_checkpoint(paper)[1].meta) is None
+    assert online_lookahead({"train": {"protocol": {"epochs": 300}}}) is None  # older files
+    assert online_lookahead({}) is None
+    args = _train_cli(tiny_data, tmp_path / "x.pt")[3:]
+    assert "add --online" in _cli_error(monkeypatch, capsys, [*args, "--lookahead", "1"])
+    err = _cli_error(monkeypatch, capsys, [*args, "--online", "--lookahead", "10"])
+    assert "--lookahead must be in 0..9" in err
