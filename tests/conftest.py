@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import tempfile
@@ -45,8 +46,21 @@ def summary_lines() -> list[str]:
     return SUMMARY_LINES
 
 
+def probed_slots() -> list[str]:
+    """The extractor-path probes this run made in the suite's cache (each costs conversions and
+    compiles of full-size networks: a test that needs none passes --extractor-path fp32)."""
+    from model.extractors.paths import CACHE_FILE
+
+    try:
+        data = json.loads((Path(HERMETIC_ENV["JCA_LIVE_CACHE"]) / CACHE_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    return sorted(slot for machine in data.get("machines", {}).values() for slot in machine
+                  if not slot.startswith("frames-per-segment"))
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
-    if SUMMARY_LINES:
-        terminalreporter.section("reported by tests")
-        for line in SUMMARY_LINES:
-            terminalreporter.write_line(line)
+    lines = [*SUMMARY_LINES, f"extractor-path probes in the suite's cache: {probed_slots()}"]
+    terminalreporter.section("reported by tests")
+    for line in lines:
+        terminalreporter.write_line(line)

@@ -264,8 +264,9 @@ def test_readme_walkthrough_runs_on_generated_clips(tmp_path):
     generated recordings (`my_clips/`, `my_events.csv`, a test recording `my_test.mp4` with
     `my_test.csv`) and weight files in the published names and layouts. For the test:
     --camera 0 becomes --replay my_test.mp4, replays are --fast --headless --backend eager
-    (no engine compile), training runs 2 epochs; the fetch command needs the internet (its
-    download, resume and checksum code is tested in tests/test_weights.py)."""
+    (no engine compile), the extractors run on fp32 (no path probe), training runs 2 epochs;
+    the fetch command needs the internet (its download, resume and checksum code is tested in
+    tests/test_weights.py)."""
     commands = readme_commands("Your own events")
     names = [c.split()[2] if c.split()[1] == "-m" else c.split()[1] for c in commands]
     for needed in ("model.weights", "model.extract", "model.train", "model.evaluate",
@@ -292,6 +293,8 @@ def test_readme_walkthrough_runs_on_generated_clips(tmp_path):
         cmd = re.sub(r"--epochs \d+", "--epochs 2", cmd)
         if cmd.startswith("python main.py"):
             cmd += " --fast --headless --backend eager"
+        if cmd.startswith(("python main.py", "python -m model.extract")):
+            cmd += " --extractor-path fp32"  # no probe of these weights (tests/test_hermetic.py)
         argv = shlex.split(cmd)
         argv[0] = sys.executable
         if argv[1] == "main.py":
