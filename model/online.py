@@ -65,8 +65,9 @@ def live_windows(audio: np.ndarray, visual: np.ndarray, labels: np.ndarray, look
 
 
 def segment_losses(name: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-segment loss (B, T) of model.train.compute_loss's losses: logits (B, T, C), labels
-    (B, T); their mean is compute_loss."""
+    """Per-segment loss (B, T) of the training losses (model.protocol.LOSSES): logits (B, T, C),
+    labels (B, T); their mean is the paper protocol's loss (model.train.compute_loss). msl: the
+    reference's MultiLabelSoftMarginLoss applied to the softmax outputs."""
     c = logits.shape[-1]
     if name == "ce":
         return F.cross_entropy(logits.reshape(-1, c), labels.reshape(-1),

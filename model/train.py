@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -49,7 +48,7 @@ from model.data import AVEData
 from model.errors import UserError, run_cli
 from model.metrics import pooled_accuracy
 from model.network import JCANet
-from model.online import live_windows, weighted_loss
+from model.online import live_windows, segment_losses, weighted_loss
 from model.protocol import TrainOptions
 
 STATE_FORMAT = "jca-live-train-state"
@@ -65,15 +64,10 @@ class TrainResult:
 
 
 def compute_loss(name: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """logits (B, T, C), labels (B, T) class ids -> scalar loss."""
-    c = logits.shape[-1]
-    if name == "ce":
-        return F.cross_entropy(logits.reshape(-1, c), labels.reshape(-1))
-    onehot = F.one_hot(labels, c).to(logits.dtype)  # (B, T, C)
-    if name == "bce":
-        return F.binary_cross_entropy_with_logits(logits, onehot)
-    # the reference: MultiLabelSoftMarginLoss applied to the softmax outputs
-    return F.multilabel_soft_margin_loss(torch.softmax(logits, -1), onehot)
+    """logits (B, T, C), labels (B, T) class ids -> scalar loss: the mean of the per-segment
+    losses (model.online.segment_losses; msl is the reference's MultiLabelSoftMarginLoss applied
+    to the softmax outputs)."""
+    return segment_losses(name, logits, labels).mean()
 
 
 @torch.no_grad()
