@@ -4,7 +4,7 @@ flat once warm.
     RELEASE.maybe()          # the waiting thread's loop: at most once every RELEASE_S
 
 What grows otherwise is no object of ours. Measured over soaks of two restarting network
-streams (benchmarks/RESULTS.md, Soak): the memory Python objects hold stays at 5-6 MB and what
+streams (benchmarks/RESULTS.md, Soak): the memory Python objects hold stays at 4-7 MB and what
 malloc has handed out swings between 210 and 260 MB without growing, while glibc's heap grows a
 step at a time at each new peak (big blocks that come and go on several threads: decoded
 frames, each connection's decoders, the extractors' activations, whose sizes change with the
