@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks.mpegts_sender import Sender
-from model.errors import UserError
+from model.errors import UserError, run_cli
+from model.limits import check_frames_per_segment, check_non_negative, check_positive, check_range
 from streamer.allocator import RELEASE
 from streamer.batching import Workers
 from streamer.multi import LogWriter, Tagged, run_all
@@ -205,6 +206,16 @@ def main(argv: list[str] | None = None) -> int:
                     "(streamer.allocator), to compare")
     ap.add_argument("--out", metavar="FILE.json", help="also write the samples as JSON")
     a = ap.parse_args(argv)
+    if not (math.isfinite(a.minutes) and a.minutes > 0):
+        raise UserError(f"--minutes must be a finite number > 0, got {a.minutes}")
+    if not (math.isfinite(a.warmup_min) and 0 <= a.warmup_min < a.minutes):
+        raise UserError(f"--warmup-min must be >= 0 and under --minutes, got {a.warmup_min}")
+    check_range("--streams", a.streams, 1)
+    check_frames_per_segment(a.frames_per_segment)
+    for length in a.restart_s:
+        check_positive("--restart-s", length)
+    check_positive("--sample-s", a.sample_s)
+    check_non_negative("--gap-s", a.gap_s)
     seconds = a.minutes * 60
     rt = load_runtime(AppOptions(source="replay", random_weights=True, device="cpu",
                                  frames_per_segment=a.frames_per_segment, backend="eager"))
@@ -238,4 +249,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_cli(main)
