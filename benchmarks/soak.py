@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from model.limits import check_frames_per_segment, check_non_negative, check_pos
 from streamer.allocator import RELEASE
 from streamer.batching import Workers
 from streamer.multi import LogWriter, Tagged, run_all
-from streamer.network import NetworkProducer, stream_source
+from streamer.network import stream_source
 from streamer.options import AppOptions
 from streamer.pipeline import Pipeline
 from streamer.runtime import Runtime, assemble, load_runtime
@@ -112,7 +113,7 @@ def slope_mb_per_hour(samples: list[Sample], warmup_s: float) -> float | None:
 
 def soak(rt: Runtime, files: list[list[Path]], lengths: list[float], seconds: float,
          gap_s: float, sample_s: float, log: Path | None, trace: bool, release: bool = True,
-         say=print) -> tuple[list[Sample], list[Any], list[Counts]]:
+         say: Callable[..., None] = print) -> tuple[list[Sample], list[Any], list[Counts]]:
     """Run len(files) restarting streams for `seconds`, sampling every `sample_s`; release:
     False runs without the pipeline's allocator release (streamer.allocator), to compare."""
     workers = Workers.start(rt)
@@ -127,7 +128,7 @@ def soak(rt: Runtime, files: list[list[Path]], lengths: list[float], seconds: fl
         RELEASE.release = None
     try:
         sources = [stream_source(s.url) for s in senders]
-        producers: list[NetworkProducer] = [src.producers[0] for src in sources]  # type: ignore[misc]
+        producers = [src.producers[0] for src in sources]  # NetworkProducer: `reconnects`
         pipes: list[Pipeline] = []
         for i, (src, c) in enumerate(zip(sources, counts, strict=True)):
             sinks = [c] + ([Tagged(logger, {"stream": i, "source": src.name})] if logger else [])
