@@ -1,5 +1,5 @@
-"""The C allocator's free pages handed back to the system, so a process that runs for days stays
-flat once warm.
+"""The C allocator's free pages handed back to the system, so a process that runs for days does
+not keep what glibc holds of memory it freed.
 
     RELEASE.maybe()          # the waiting thread's loop: at most once every RELEASE_S
 
