@@ -15,7 +15,8 @@ item first (so a segment closes, and is labelled, as soon as its data is complet
 VGG19 on the selected frames when no item waits; on a live source a selected frame more than
 SHED_LAG_S behind the newest data is shed (model.segments: the segment averages fewer distinct
 frames, counted in `frames_shed`) rather than letting the queues overflow. The calling thread
-waits (so Ctrl+C lands there), then joins everything and closes the sinks. However the stream
+waits (so Ctrl+C lands there; once a minute it hands the C allocator's free pages back,
+streamer.allocator), then joins everything and closes the sinks. However the stream
 ends (end of file, --duration, Ctrl+C, a source fault), the closed segments are flushed through
 the detector and every sink before `run` returns; a fault comes back as `summary.error`.
 
@@ -38,6 +39,7 @@ import numpy as np
 
 from model.provenance import Provenance
 from model.segments import ClosedSegment, rms_db
+from streamer.allocator import RELEASE
 from streamer.clock import Clock
 from streamer.detector import Detector, Prediction
 from streamer.segmenter import LiveSegmenter
@@ -186,6 +188,7 @@ class Pipeline:
         while not self._done.is_set():
             try:
                 self._done.wait(0.1)
+                RELEASE.maybe()  # a stream that runs for days stays flat (streamer.allocator)
             except KeyboardInterrupt:  # Ctrl+C: end the stream, flush, then return
                 self.summary.interrupted = True
                 self._stop.set()

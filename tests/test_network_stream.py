@@ -1,7 +1,8 @@
 """--stream: the network source against a real sender (PyAV writing MPEG-TS in real time over
 loopback TCP, tests/net_sender.py): a normal stream labels as the replay of the same file, a
 sender that stops and restarts is reconnected with the gap flagged missing, a frozen sender
-times out and ends the stream with one line, every prediction kept."""
+times out and ends the stream with one line, every prediction kept; reconnects keep nothing of
+the ended connections alive."""
 
 from __future__ import annotations
 
@@ -152,3 +153,39 @@ def test_backlog_sent_while_loading_is_dropped_and_the_stream_starts_live(clips,
     assert sum(summary.drops.values()) > 0
     assert len(streamed) == 2 and all(not r["missing"] for r in streamed)
     assert [r["label"] for r in streamed] == [r["label"] for r in replayed[2:]]
+
+
+def test_reconnects_leave_nothing_of_ended_connections_alive(tmp_path, rt, monkeypatch):
+    """A stream that reconnects for days keeps nothing its ended connections decoded with: after
+    five connections no container and no 16 kHz resampler of them is alive (what grows in a
+    long run is the C allocator's free pages, streamer.allocator)."""
+    import gc
+    import weakref
+
+    import av
+
+    from model import media
+
+    made: list[weakref.ref] = []
+
+    class Tracked(media.StreamResampler):
+        def __init__(self, rate: int) -> None:
+            super().__init__(rate)
+            made.append(weakref.ref(self))
+
+    def containers() -> int:
+        return sum(type(o) is av.container.InputContainer for o in gc.get_objects())
+
+    monkeypatch.setattr(media, "StreamResampler", Tracked)
+    clip = ts_clip(tmp_path / "short.ts", 1.0)
+    gc.collect()
+    before = containers()
+    with Sender([clip] * 5, gap_s=0.2) as sender:
+        source = stream_source(sender.url, delays=[0.1] * 10)
+        records, _ = run(rt, source)
+    gc.collect()
+    assert source.producers[0].reconnects == 4
+    assert len(made) == 5  # one per connection (the clip's sound is 44.1 kHz)
+    assert [r() for r in made] == [None] * 5
+    assert containers() == before
+    assert [r["segment"] for r in records] == list(range(len(records)))
