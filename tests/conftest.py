@@ -23,6 +23,10 @@ HERMETIC_ENV = {
     "JCA_LIVE_WEIGHTS": str(CACHE_ROOT / "weights"),
     "MPLCONFIGDIR": str(CACHE_ROOT / "matplotlib"),
     "XDG_CACHE_HOME": str(CACHE_ROOT / "xdg-cache"),  # fontconfig and other XDG users
+    "XDG_CONFIG_HOME": str(CACHE_ROOT / "xdg-config"),  # PulseAudio clients' runtime link
+    # a local Ray cluster otherwise makes its auth token in ~/.ray (the tests' clusters are
+    # loopback-only and end with the test)
+    "RAY_AUTH_MODE": "disabled",
 }
 os.environ.update(HERMETIC_ENV)
 atexit.register(shutil.rmtree, CACHE_ROOT, ignore_errors=True)
